@@ -1,0 +1,6 @@
+/**
+ * The conformance suite (TCK) for journals and snapshot stores, published in the runtime's
+ * test-jar: extend {@link io.eventsourced.tck.JournalTck} and {@link
+ * io.eventsourced.tck.SnapshotStoreTck} in a backend's tests.
+ */
+package io.eventsourced.tck;
