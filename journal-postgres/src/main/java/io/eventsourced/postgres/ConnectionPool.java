@@ -1,0 +1,191 @@
+package io.eventsourced.postgres;
+
+import com.zaxxer.hikari.HikariConfig;
+import com.zaxxer.hikari.HikariDataSource;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+import javax.sql.DataSource;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A HikariCP pool shared by the plugins of one actor system that name the same connection
+ * settings: the journal and the snapshot store of the default configuration use one pool. It is
+ * reference counted; the last plugin to release it closes it.
+ */
+final class ConnectionPool {
+  private static final Logger log = LoggerFactory.getLogger(ConnectionPool.class);
+
+  /** Advisory lock key that serialises concurrent setups (two JVMs starting at once). */
+  private static final long SETUP_LOCK = 0x6576656e74736f75L; // "eventsou"
+
+  private static final Map<Key, ConnectionPool> shared = new HashMap<>(); // guarded by itself
+  private static final AtomicInteger poolNumber = new AtomicInteger();
+
+  /** What makes two plugins' pools interchangeable. */
+  private record Key(
+      ActorSystem<?> system,
+      String url,
+      String user,
+      String password,
+      String sslMode,
+      int poolSize,
+      Duration connectionTimeout,
+      Duration socketTimeout,
+      Duration maxLifetime) {
+
+    static Key of(ActorSystem<?> system, PostgresSettings s) {
+      return new Key(system, s.url(), s.user(), s.password(), s.sslMode(), s.poolSize(),
+          s.connectionTimeout(), s.socketTimeout(), s.maxLifetime());
+    }
+
+    @Override
+    public String toString() {
+      return "pool of " + user + " at " + url.replaceAll("(?i)(password=)[^&;]*", "$1***");
+    }
+  }
+
+  private final Key key;
+  private final HikariDataSource dataSource;
+  private int references; // guarded by shared
+
+  private ConnectionPool(Key key, HikariDataSource dataSource) {
+    this.key = key;
+    this.dataSource = dataSource;
+  }
+
+  /**
+   * The pool for these settings, created (and connected once, to fail fast) if this actor system
+   * has none yet.
+   *
+   * @throws IllegalStateException naming the URL and user (never the password) if the server
+   *     cannot be reached or refuses the login
+   */
+  static ConnectionPool acquire(ActorSystem<?> system, PostgresSettings settings) {
+    Key key = Key.of(system, settings);
+    synchronized (shared) {
+      ConnectionPool pool = shared.get(key);
+      if (pool == null) {
+        pool = new ConnectionPool(key, open(settings));
+        shared.put(key, pool);
+      }
+      pool.references++;
+      return pool;
+    }
+  }
+
+  DataSource dataSource() {
+    return dataSource;
+  }
+
+  /** Drops one reference; closes the pool with the last one. Each holder calls it once. */
+  void release() {
+    boolean last;
+    synchronized (shared) {
+      last = --references == 0;
+      if (last) {
+        shared.remove(key);
+      }
+    }
+    if (last) {
+      dataSource.close();
+      log.info("Closed PostgreSQL {}", key);
+    }
+  }
+
+  private static HikariDataSource open(PostgresSettings s) {
+    HikariConfig config = new HikariConfig();
+    config.setPoolName("eventsourced-postgres-" + poolNumber.incrementAndGet());
+    config.setJdbcUrl(s.url());
+    config.setUsername(s.user());
+    if (s.password() != null) {
+      config.setPassword(s.password());
+    }
+    // A fixed-size pool: the dispatcher running the JDBC calls has as many threads.
+    config.setMaximumPoolSize(s.poolSize());
+    config.setMinimumIdle(s.poolSize());
+    // Every operation ends with an explicit commit or rollback; replay needs autocommit off so
+    // that pgjdbc streams with a cursor.
+    config.setAutoCommit(false);
+    config.setConnectionTimeout(s.connectionTimeout().toMillis());
+    config.setMaxLifetime(s.maxLifetime().toMillis());
+    // Connect once now, so that a wrong password or an unreachable server fails plugin start.
+    config.setInitializationFailTimeout(1);
+    config.addDataSourceProperty("sslmode", s.sslMode());
+    config.addDataSourceProperty("ApplicationName", "eventsourced");
+    config.addDataSourceProperty("tcpKeepAlive", "true");
+    config.addDataSourceProperty(
+        "connectTimeout", Long.toString(Math.max(1, s.connectionTimeout().toSeconds())));
+    config.addDataSourceProperty("socketTimeout", Long.toString(s.socketTimeout().toSeconds()));
+    try {
+      HikariDataSource dataSource = new HikariDataSource(config);
+      log.info(
+          "Connected to PostgreSQL at [{}] as [{}], pool size [{}]",
+          s.safeUrl(), s.user(), s.poolSize());
+      return dataSource;
+    } catch (RuntimeException e) {
+      throw new IllegalStateException(
+          "cannot connect to PostgreSQL at [" + s.safeUrl() + "] as user [" + s.user() + "]: "
+              + rootMessage(e),
+          e);
+    }
+  }
+
+  /**
+   * Creates schema and tables idempotently (settings {@code setup = on}) or, with setup off,
+   * checks that the tables exist, so that a missing table fails start rather than the first write.
+   */
+  static void prepareSchema(DataSource dataSource, PostgresSettings s, Sql sql, String table) {
+    try (Connection c = dataSource.getConnection()) {
+      try {
+        if (s.setup()) {
+          try (PreparedStatement lock = c.prepareStatement("SELECT pg_advisory_xact_lock(?)")) {
+            lock.setLong(1, SETUP_LOCK);
+            lock.execute();
+          }
+          for (String ddl : sql.ddl) {
+            try (PreparedStatement st = c.prepareStatement(ddl)) {
+              st.execute();
+            }
+          }
+        } else {
+          try (PreparedStatement ps = c.prepareStatement(sql.tableExists)) {
+            ps.setString(1, table);
+            try (ResultSet rs = ps.executeQuery()) {
+              rs.next();
+              if (!rs.getBoolean(1)) {
+                throw new IllegalStateException(
+                    "table [" + table + "] does not exist at [" + s.safeUrl()
+                        + "] and setup is off: create it with schema.sql or set setup = on");
+              }
+            }
+          }
+        }
+        c.commit();
+      } catch (SQLException | RuntimeException e) {
+        c.rollback();
+        throw e;
+      }
+    } catch (SQLException e) {
+      throw new IllegalStateException(
+          "cannot " + (s.setup() ? "create the schema objects of" : "check") + " [" + table
+              + "] at [" + s.safeUrl() + "] as user [" + s.user() + "]: " + e.getMessage(),
+          e);
+    }
+  }
+
+  private static String rootMessage(Throwable e) {
+    Throwable root = e;
+    while (root.getCause() != null && root.getCause() != root) {
+      root = root.getCause();
+    }
+    return root.getMessage() == null ? root.toString() : root.getMessage();
+  }
+}

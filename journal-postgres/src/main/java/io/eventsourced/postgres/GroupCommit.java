@@ -1,0 +1,386 @@
+package io.eventsourced.postgres;
+
+import io.eventsourced.PersistenceId;
+import io.eventsourced.journal.AtomicWrite;
+import io.eventsourced.journal.ConcurrencyConflictException;
+import io.eventsourced.journal.JournalException;
+import io.eventsourced.journal.PersistentRepr;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import javax.sql.DataSource;
+import org.apache.pekko.Done;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The group-commit writer: appends arriving concurrently from many entities are queued, and up to
+ * {@code maxInFlight} writers each take what is queued (up to {@code maxBatchSize} events) and
+ * store it in one transaction with one statement, so that many entities share one round trip and
+ * one WAL flush.
+ *
+ * <p>Per entity the contracts still hold: a write lands only if its expected sequence number is
+ * the stored highest (see {@link Sql#appendBatch}); a write whose rows did not all land is a
+ * conflict, and if some of them did land the transaction is rolled back and retried without it,
+ * so nothing of a conflicting write is ever committed. A batch never holds two writes of the same
+ * entity; a second one waits for the next batch.
+ *
+ * <p>Uncertain outcomes: an error before the commit leaves nothing stored (PostgreSQL discards an
+ * uncommitted transaction when the connection drops); an error during the commit may or may not
+ * have stored the batch. Either way every write of the batch fails with a {@link
+ * JournalException}, and nothing is retried behind the caller's back, so a re-spawned entity sees
+ * exactly what was committed.
+ */
+final class GroupCommit {
+  private static final Logger log = LoggerFactory.getLogger(GroupCommit.class);
+
+  /** Retries of a batch the server aborted as a deadlock or serialization failure. */
+  private static final int MAX_RETRIES = 3;
+
+  private record Pending(AtomicWrite write, CompletableFuture<Done> promise) {}
+
+  private final DataSource dataSource;
+  private final Executor executor;
+  private final Sql sql;
+  private final int maxBatchSize;
+  private final int maxInFlight;
+
+  private final ArrayDeque<Pending> queue = new ArrayDeque<>(); // guarded by this
+  private int inFlight; // writers running; guarded by this
+  private boolean closed; // guarded by this
+
+  GroupCommit(DataSource dataSource, Executor executor, Sql sql, int maxBatchSize, int maxInFlight) {
+    this.dataSource = dataSource;
+    this.executor = executor;
+    this.sql = sql;
+    this.maxBatchSize = maxBatchSize;
+    this.maxInFlight = maxInFlight;
+  }
+
+  CompletionStage<Done> append(AtomicWrite write) {
+    Pending pending = new Pending(write, new CompletableFuture<>());
+    boolean startWriter;
+    synchronized (this) {
+      if (closed) {
+        pending.promise.completeExceptionally(closedError(write));
+        return pending.promise;
+      }
+      queue.addLast(pending);
+      startWriter = inFlight < maxInFlight;
+      if (startWriter) {
+        inFlight++;
+      }
+    }
+    if (startWriter) {
+      try {
+        executor.execute(this::drainLoop);
+      } catch (RejectedExecutionException e) {
+        // The dispatcher is shutting down: nobody will write what is queued.
+        List<Pending> orphans;
+        synchronized (this) {
+          inFlight--;
+          orphans = inFlight == 0 ? takeAll() : List.of();
+        }
+        for (Pending p : orphans) {
+          p.promise.completeExceptionally(
+              new JournalException(
+                  "cannot append events for [" + p.write.persistenceId() + "]: the journal's dispatcher rejected the write",
+                  p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
+        }
+      }
+    }
+    return pending.promise;
+  }
+
+  /** Fails every queued write; writes already being stored finish normally. */
+  void close() {
+    List<Pending> orphans;
+    synchronized (this) {
+      closed = true;
+      orphans = takeAll();
+    }
+    for (Pending p : orphans) {
+      p.promise.completeExceptionally(closedError(p.write));
+    }
+  }
+
+  /** A writer: takes batches until the queue is empty. */
+  private void drainLoop() {
+    while (true) {
+      List<Pending> batch;
+      synchronized (this) {
+        batch = nextBatch();
+        if (batch.isEmpty()) {
+          inFlight--;
+          return;
+        }
+      }
+      try {
+        store(batch);
+      } catch (RuntimeException | Error e) {
+        // A bug must not strand callers: whatever is not completed yet fails.
+        for (Pending p : batch) {
+          p.promise.completeExceptionally(
+              new JournalException(
+                  "cannot append events for [" + p.write.persistenceId() + "]: " + e,
+                  p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
+        }
+        if (e instanceof Error error) {
+          synchronized (this) {
+            inFlight--;
+          }
+          throw error;
+        }
+      }
+    }
+  }
+
+  private List<Pending> nextBatch() {
+    List<Pending> batch = new ArrayList<>();
+    if (closed) {
+      return batch;
+    }
+    Set<PersistenceId> entities = new HashSet<>();
+    ArrayDeque<Pending> later = null;
+    int events = 0;
+    while (!queue.isEmpty()) {
+      Pending next = queue.peekFirst();
+      int size = next.write.events().size();
+      if (!batch.isEmpty() && events + size > maxBatchSize) {
+        break;
+      }
+      queue.pollFirst();
+      if (entities.add(next.write.persistenceId())) {
+        batch.add(next);
+        events += size;
+      } else {
+        if (later == null) {
+          later = new ArrayDeque<>();
+        }
+        later.addLast(next);
+      }
+    }
+    if (later != null) {
+      // Same-entity writes go back to the front, in their order.
+      while (!later.isEmpty()) {
+        queue.addFirst(later.pollLast());
+      }
+    }
+    return batch;
+  }
+
+  private List<Pending> takeAll() {
+    List<Pending> all = new ArrayList<>(queue);
+    queue.clear();
+    return all;
+  }
+
+  private void store(List<Pending> batch) {
+    long start = System.nanoTime();
+    List<Pending> todo = batch;
+    List<Pending> conflicts = new ArrayList<>();
+    try (Connection c = dataSource.getConnection()) {
+      int retries = 0;
+      while (!todo.isEmpty()) {
+        boolean committing = false;
+        try {
+          int rows = events(todo);
+          if (insert(c, todo) == rows) {
+            committing = true;
+            c.commit();
+            succeed(todo);
+            break;
+          }
+          // Some write did not land whole: find out which, in a fresh attempt.
+          c.rollback();
+          Map<PersistenceId, Integer> landed = insertReturning(c, todo);
+          List<Pending> whole = new ArrayList<>();
+          boolean partial = false;
+          for (Pending p : todo) {
+            int n = landed.getOrDefault(p.write.persistenceId(), 0);
+            if (n == p.write.events().size()) {
+              whole.add(p);
+            } else {
+              conflicts.add(p);
+              partial |= n > 0;
+            }
+          }
+          if (!partial) {
+            committing = true;
+            c.commit();
+            succeed(whole);
+            break;
+          }
+          // Part of a conflicting write landed: undo everything and store the rest again.
+          c.rollback();
+          todo = whole;
+        } catch (SQLException e) {
+          rollbackQuietly(c);
+          if (!committing && isTransient(e) && retries++ < MAX_RETRIES) {
+            log.debug("Retrying a batch of {} writes after [{}]", todo.size(), e.getSQLState());
+            continue;
+          }
+          fail(todo, e, committing);
+          break;
+        }
+      }
+      if (!conflicts.isEmpty()) {
+        reportConflicts(c, conflicts);
+      }
+    } catch (SQLException e) {
+      // No connection (pool timeout, server down) or closing it failed.
+      fail(batch, e, false);
+      for (Pending p : conflicts) {
+        p.promise.completeExceptionally(
+            new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), -1));
+      }
+    }
+    if (log.isDebugEnabled()) {
+      log.debug(
+          "Stored a batch of {} writes ({} events, {} conflicts) in {} µs",
+          batch.size(), events(batch), conflicts.size(), (System.nanoTime() - start) / 1000);
+    }
+  }
+
+  private int insert(Connection c, List<Pending> writes) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement(sql.appendBatch)) {
+      bind(c, ps, writes);
+      return ps.executeUpdate();
+    }
+  }
+
+  private Map<PersistenceId, Integer> insertReturning(Connection c, List<Pending> writes)
+      throws SQLException {
+    Map<PersistenceId, Integer> landed = new HashMap<>();
+    try (PreparedStatement ps = c.prepareStatement(sql.appendBatchReturning)) {
+      bind(c, ps, writes);
+      try (ResultSet rs = ps.executeQuery()) {
+        while (rs.next()) {
+          landed.merge(PersistenceId.of(rs.getString(1), rs.getString(2)), 1, Integer::sum);
+        }
+      }
+    }
+    return landed;
+  }
+
+  private static void bind(Connection c, PreparedStatement ps, List<Pending> writes)
+      throws SQLException {
+    int n = events(writes);
+    String[] types = new String[n];
+    String[] ids = new String[n];
+    Long[] sequenceNrs = new Long[n];
+    Long[] expected = new Long[n];
+    Integer[] serializerIds = new Integer[n];
+    String[] manifests = new String[n];
+    byte[][] payloads = new byte[n][];
+    int i = 0;
+    for (Pending p : writes) {
+      AtomicWrite w = p.write;
+      for (PersistentRepr e : w.events()) {
+        types[i] = w.persistenceId().typeName();
+        ids[i] = w.persistenceId().entityId();
+        sequenceNrs[i] = e.sequenceNr();
+        expected[i] = w.expectedSequenceNr();
+        serializerIds[i] = e.serializerId();
+        manifests[i] = e.manifest();
+        payloads[i] = e.payload();
+        i++;
+      }
+    }
+    ps.setArray(1, c.createArrayOf("text", types));
+    ps.setArray(2, c.createArrayOf("text", ids));
+    ps.setArray(3, c.createArrayOf("int8", sequenceNrs));
+    ps.setArray(4, c.createArrayOf("int8", expected));
+    ps.setArray(5, c.createArrayOf("int4", serializerIds));
+    ps.setArray(6, c.createArrayOf("text", manifests));
+    ps.setArray(7, c.createArrayOf("bytea", payloads));
+  }
+
+  private void reportConflicts(Connection c, List<Pending> conflicts) {
+    for (Pending p : conflicts) {
+      long actual = -1;
+      try (PreparedStatement ps = c.prepareStatement(sql.highestSequenceNr)) {
+        ps.setString(1, p.write.persistenceId().typeName());
+        ps.setString(2, p.write.persistenceId().entityId());
+        try (ResultSet rs = ps.executeQuery()) {
+          rs.next();
+          actual = rs.getLong(1);
+        }
+        c.rollback();
+      } catch (SQLException e) {
+        // Only the message loses the actual value; the conflict itself is certain.
+        rollbackQuietly(c);
+      }
+      log.debug(
+          "Conflict for [{}]: expected sequenceNr [{}], found [{}]",
+          p.write.persistenceId(), p.write.expectedSequenceNr(), actual);
+      p.promise.completeExceptionally(
+          new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), actual));
+    }
+  }
+
+  private static void succeed(List<Pending> writes) {
+    for (Pending p : writes) {
+      p.promise.complete(Done.getInstance());
+    }
+  }
+
+  private static void fail(List<Pending> writes, SQLException e, boolean atCommit) {
+    if (!writes.isEmpty()) {
+      log.debug("A batch of {} writes failed [{}]{}", writes.size(), e.getSQLState(),
+          atCommit ? " at commit, outcome unknown" : "");
+    }
+    for (Pending p : writes) {
+      AtomicWrite w = p.write;
+      String what =
+          atCommit
+              ? "cannot confirm the append of events for [" + w.persistenceId()
+                  + "] from sequenceNr [" + (w.expectedSequenceNr() + 1)
+                  + "]: the commit failed, the events may or may not be stored: "
+              : "cannot append events for [" + w.persistenceId() + "] from sequenceNr ["
+                  + (w.expectedSequenceNr() + 1) + "]: ";
+      p.promise.completeExceptionally(
+          new JournalException(what + e.getMessage(), w.persistenceId(), w.expectedSequenceNr() + 1, e));
+    }
+  }
+
+  private static int events(List<Pending> writes) {
+    int n = 0;
+    for (Pending p : writes) {
+      n += p.write.events().size();
+    }
+    return n;
+  }
+
+  /** Deadlock or serialization failure: the server rolled the transaction back, retry is safe. */
+  private static boolean isTransient(SQLException e) {
+    String state = e.getSQLState();
+    return "40P01".equals(state) || "40001".equals(state);
+  }
+
+  private static void rollbackQuietly(Connection c) {
+    try {
+      c.rollback();
+    } catch (SQLException ignored) {
+      // The connection is broken; the pool evicts it and the server discards the transaction.
+    }
+  }
+
+  private static JournalException closedError(AtomicWrite write) {
+    return new JournalException(
+        "cannot append events for [" + write.persistenceId() + "]: the journal is closed",
+        write.persistenceId(), write.expectedSequenceNr() + 1, null);
+  }
+}

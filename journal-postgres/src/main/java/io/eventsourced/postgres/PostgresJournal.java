@@ -1,0 +1,223 @@
+package io.eventsourced.postgres;
+
+import io.eventsourced.PersistenceId;
+import io.eventsourced.PluginContext;
+import io.eventsourced.journal.AtomicWrite;
+import io.eventsourced.journal.Journal;
+import io.eventsourced.journal.JournalException;
+import io.eventsourced.journal.PersistentRepr;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
+import org.apache.pekko.Done;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A {@link Journal} on PostgreSQL: one row per event in a table keyed by (type name, entity id,
+ * sequenceNr), written with group commit across entities, replayed by streaming a cursor.
+ *
+ * <p>Configured at {@code eventsourced.journal.postgres} (see the module's {@code
+ * reference.conf}); select it with {@code eventsourced.journal.plugin =
+ * "eventsourced.journal.postgres"}. All JDBC runs on the block's {@code plugin-dispatcher}.
+ *
+ * <ul>
+ *   <li><b>Group commit.</b> Appends of many entities that arrive together are stored in one
+ *       transaction by one statement, up to {@code max-batch-size} events, with at most {@code
+ *       max-in-flight-batches} such transactions at a time.
+ *   <li><b>Atomicity and conflicts.</b> A write lands only if its expected sequenceNr is the
+ *       entity's highest stored one; the primary key rejects a stale one and an existence check
+ *       rejects one that would leave a gap. A conflicting write fails with {@link
+ *       io.eventsourced.journal.ConcurrencyConflictException} and nothing of it is stored; the other
+ *       writes of its batch are unaffected.
+ *   <li><b>Uncertain outcomes.</b> If the connection fails, every write of the batch fails with a
+ *       {@link JournalException}; nothing is retried, so a replay shows exactly what was
+ *       committed.
+ *   <li><b>Replay</b> streams {@code replay-fetch-size} rows per round trip inside a read
+ *       transaction; the highest sequenceNr is one primary key lookup.
+ * </ul>
+ */
+public final class PostgresJournal implements Journal {
+  private static final Logger log = LoggerFactory.getLogger(PostgresJournal.class);
+
+  private final PostgresSettings settings;
+  private final Executor dispatcher;
+  private final ConnectionPool pool;
+  private final Sql sql;
+  private final GroupCommit writer;
+  private final AtomicBoolean closed = new AtomicBoolean();
+
+  /**
+   * Creates the journal: connects, and creates the schema objects if {@code setup = on}. Called
+   * by the runtime.
+   *
+   * @param context the plugin context
+   * @throws IllegalArgumentException naming the key if the configuration is invalid
+   * @throws IllegalStateException naming URL and user if the server cannot be reached, refuses
+   *     the login or the tables are missing
+   */
+  public PostgresJournal(PluginContext context) {
+    this.settings = PostgresSettings.fromConfig(context.config(), context.configPath());
+    this.dispatcher = context.dispatcher();
+    this.sql = new Sql(settings);
+    this.pool = ConnectionPool.acquire(context.system(), settings);
+    try {
+      ConnectionPool.prepareSchema(pool.dataSource(), settings, sql, sql.journal);
+    } catch (RuntimeException e) {
+      pool.release();
+      throw e;
+    }
+    this.writer =
+        new GroupCommit(
+            pool.dataSource(), dispatcher, sql, settings.maxBatchSize(), settings.maxInFlightBatches());
+    log.info(
+        "Started PostgreSQL journal [{}] on table [{}] at [{}]",
+        context.configPath(), sql.journal, settings.safeUrl());
+  }
+
+  /**
+   * The settings this journal was started with.
+   *
+   * @return the settings
+   */
+  public PostgresSettings settings() {
+    return settings;
+  }
+
+  @Override
+  public CompletionStage<Done> append(AtomicWrite write) {
+    return writer.append(write);
+  }
+
+  @Override
+  public CompletionStage<Done> replay(
+      PersistenceId persistenceId,
+      long fromSequenceNr,
+      long toSequenceNr,
+      long max,
+      Consumer<PersistentRepr> onEvent) {
+    if (max <= 0 || fromSequenceNr > toSequenceNr) {
+      return CompletableFuture.completedFuture(Done.getInstance());
+    }
+    CompletableFuture<Done> result = new CompletableFuture<>();
+    execute(result, persistenceId, fromSequenceNr, () -> {
+      stream(persistenceId, fromSequenceNr, toSequenceNr, max, onEvent, result);
+    });
+    return result;
+  }
+
+  private void stream(
+      PersistenceId id,
+      long from,
+      long to,
+      long max,
+      Consumer<PersistentRepr> onEvent,
+      CompletableFuture<Done> result) {
+    long next = Math.max(from, 1);
+    try (Connection c = pool.dataSource().getConnection()) {
+      try (PreparedStatement ps = c.prepareStatement(sql.replay)) {
+        // With autocommit off, pgjdbc fetches through a cursor: a page of rows per round trip,
+        // never the whole history in memory.
+        ps.setFetchSize(settings.replayFetchSize());
+        ps.setString(1, id.typeName());
+        ps.setString(2, id.entityId());
+        ps.setLong(3, next);
+        ps.setLong(4, to);
+        ps.setLong(5, max);
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) {
+            long sequenceNr = rs.getLong(1);
+            next = sequenceNr;
+            PersistentRepr event;
+            try {
+              event = new PersistentRepr(id, sequenceNr, rs.getInt(2), rs.getString(3), rs.getBytes(4));
+            } catch (RuntimeException e) {
+              throw new JournalException(
+                  "cannot read event [" + id + "] sequenceNr [" + sequenceNr + "]: " + e.getMessage(),
+                  id, sequenceNr, e);
+            }
+            try {
+              onEvent.accept(event);
+            } catch (RuntimeException e) {
+              // The consumer's own failure (e.g. an event it cannot deserialize) fails the
+              // replay as is.
+              result.completeExceptionally(e);
+              return;
+            }
+            next = sequenceNr + 1;
+          }
+        }
+      } finally {
+        c.rollback();
+      }
+      result.complete(Done.getInstance());
+    } catch (SQLException e) {
+      result.completeExceptionally(
+          new JournalException(
+              "cannot replay events of [" + id + "] from sequenceNr [" + next + "]: " + e.getMessage(),
+              id, next, e));
+    }
+  }
+
+  @Override
+  public CompletionStage<Long> highestSequenceNr(PersistenceId persistenceId) {
+    CompletableFuture<Long> result = new CompletableFuture<>();
+    execute(result, persistenceId, 0, () -> {
+      try (Connection c = pool.dataSource().getConnection()) {
+        try (PreparedStatement ps = c.prepareStatement(sql.highestSequenceNr)) {
+          ps.setString(1, persistenceId.typeName());
+          ps.setString(2, persistenceId.entityId());
+          try (ResultSet rs = ps.executeQuery()) {
+            rs.next();
+            result.complete(rs.getLong(1));
+          }
+        } finally {
+          c.rollback();
+        }
+      } catch (SQLException e) {
+        result.completeExceptionally(
+            new JournalException(
+                "cannot read the highest sequenceNr of [" + persistenceId + "]: " + e.getMessage(),
+                persistenceId, 0, e));
+      }
+    });
+    return result;
+  }
+
+  /** Runs blocking work on the plugin dispatcher; any escaping exception fails the stage. */
+  private void execute(CompletableFuture<?> result, PersistenceId id, long sequenceNr, Runnable work) {
+    if (closed.get()) {
+      result.completeExceptionally(
+          new JournalException("cannot read [" + id + "]: the journal is closed", id, sequenceNr, null));
+      return;
+    }
+    try {
+      dispatcher.execute(() -> {
+        try {
+          work.run();
+        } catch (RuntimeException e) {
+          result.completeExceptionally(e);
+        }
+      });
+    } catch (RuntimeException e) {
+      result.completeExceptionally(
+          new JournalException("cannot read [" + id + "]: " + e, id, sequenceNr, e));
+    }
+  }
+
+  /** Fails queued writes and releases the connection pool; idempotent. */
+  @Override
+  public void close() {
+    if (closed.compareAndSet(false, true)) {
+      writer.close();
+      pool.release();
+      log.info("Stopped PostgreSQL journal on table [{}]", sql.journal);
+    }
+  }
+}

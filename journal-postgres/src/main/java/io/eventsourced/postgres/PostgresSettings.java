@@ -1,0 +1,222 @@
+package io.eventsourced.postgres;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.Set;
+import java.util.function.Supplier;
+import java.util.regex.Pattern;
+
+/**
+ * The settings of the PostgreSQL journal and snapshot store, parsed once from a plugin's config
+ * block (see the module's {@code reference.conf} for every key, its meaning and default).
+ *
+ * <p>Both plugin blocks inherit the shared block {@code eventsourced.postgres}, so one record
+ * type serves both; the journal ignores {@code snapshot-keep-last}, the snapshot store ignores
+ * the batching keys. {@link #toString()} masks the password.
+ *
+ * @param url the pgjdbc URL, e.g. {@code jdbc:postgresql://127.0.0.1:5432/postgres}
+ * @param user the database user
+ * @param password the password, {@code null} if none is configured
+ * @param sslMode the pgjdbc {@code sslmode}: disable, allow, prefer, require, verify-ca or
+ *     verify-full
+ * @param schema the schema holding the tables, a lower-case SQL identifier
+ * @param journalTable the events table, a lower-case SQL identifier
+ * @param snapshotTable the snapshots table, a lower-case SQL identifier
+ * @param setup whether to create schema and tables (idempotently) at start
+ * @param poolSize connections in the pool (fixed size)
+ * @param connectionTimeout longest wait for a connection from the pool, and for connecting
+ * @param socketTimeout longest wait for the server's answer on an open connection, zero for none
+ * @param maxLifetime longest life of a pooled connection before it is replaced
+ * @param maxBatchSize most events in one group-commit batch (one transaction)
+ * @param maxInFlightBatches most group-commit batches written at the same time
+ * @param replayFetchSize rows fetched per round trip when replaying
+ * @param snapshotKeepLast snapshots kept per entity after a save, 0 keeps all
+ */
+public record PostgresSettings(
+    String url,
+    String user,
+    String password,
+    String sslMode,
+    String schema,
+    String journalTable,
+    String snapshotTable,
+    boolean setup,
+    int poolSize,
+    Duration connectionTimeout,
+    Duration socketTimeout,
+    Duration maxLifetime,
+    int maxBatchSize,
+    int maxInFlightBatches,
+    int replayFetchSize,
+    int snapshotKeepLast) {
+
+  /**
+   * Lower-case unquoted SQL identifiers. The pattern admits nothing that could end a statement or
+   * a quoted identifier, and PostgreSQL folds unquoted names to lower case, so a name works the
+   * same whether a DBA quotes it or not.
+   */
+  private static final Pattern IDENTIFIER = Pattern.compile("[a-z_][a-z0-9_]*");
+
+  /** PostgreSQL truncates longer identifiers (NAMEDATALEN - 1). */
+  static final int MAX_IDENTIFIER_LENGTH = 63;
+
+  /** Suffix of the by-type ordering index name, appended to the journal table name. */
+  static final String ORDERING_INDEX_SUFFIX = "_type_ordering_idx";
+
+  private static final Set<String> SSL_MODES =
+      Set.of("disable", "allow", "prefer", "require", "verify-ca", "verify-full");
+
+  /** Validates every field; a message names the offending key (with its full path from fromConfig). */
+  public PostgresSettings {
+    Objects.requireNonNull(url, "url");
+    Objects.requireNonNull(user, "user");
+    Objects.requireNonNull(sslMode, "sslMode");
+    Objects.requireNonNull(connectionTimeout, "connectionTimeout");
+    Objects.requireNonNull(socketTimeout, "socketTimeout");
+    Objects.requireNonNull(maxLifetime, "maxLifetime");
+    if (password != null && password.isEmpty()) {
+      password = null;
+    }
+    check(url.startsWith("jdbc:postgresql:"), "url", () -> "must start with jdbc:postgresql:");
+    check(!user.isBlank(), "user", () -> "must not be empty");
+    check(SSL_MODES.contains(sslMode), "ssl-mode", () -> "must be one of " + SSL_MODES);
+    checkIdentifier(schema, "schema");
+    checkIdentifier(journalTable, "journal-table");
+    checkIdentifier(snapshotTable, "snapshot-table");
+    check(
+        journalTable.length() + ORDERING_INDEX_SUFFIX.length() <= MAX_IDENTIFIER_LENGTH,
+        "journal-table",
+        () -> "must be at most " + (MAX_IDENTIFIER_LENGTH - ORDERING_INDEX_SUFFIX.length())
+            + " characters, so that its index name fits");
+    check(!journalTable.equals(snapshotTable), "snapshot-table", () -> "must differ from journal-table");
+    check(poolSize >= 1, "pool-size", () -> "must be at least 1");
+    check(!connectionTimeout.isNegative() && connectionTimeout.toMillis() >= 250,
+        "connection-timeout", () -> "must be at least 250ms");
+    check(!socketTimeout.isNegative(), "socket-timeout", () -> "must not be negative");
+    check(maxLifetime.toMillis() >= 30_000, "max-lifetime", () -> "must be at least 30s");
+    check(maxBatchSize >= 1, "max-batch-size", () -> "must be at least 1");
+    check(maxInFlightBatches >= 1 && maxInFlightBatches <= poolSize,
+        "max-in-flight-batches", () -> "must be between 1 and pool-size [" + poolSize + "]");
+    check(replayFetchSize >= 1, "replay-fetch-size", () -> "must be at least 1");
+    check(snapshotKeepLast >= 0, "snapshot-keep-last", () -> "must not be negative");
+  }
+
+  /**
+   * Parses a plugin's config block.
+   *
+   * @param config the plugin block (the shared {@code eventsourced.postgres} keys merged in)
+   * @param path the block's full config path, used in error messages
+   * @return the settings
+   * @throws IllegalArgumentException naming the full key path if a key is missing or invalid
+   */
+  public static PostgresSettings fromConfig(Config config, String path) {
+    Objects.requireNonNull(config, "config");
+    try {
+      return new PostgresSettings(
+          read(config, path, "url", () -> config.getString("url")),
+          read(config, path, "user", () -> config.getString("user")),
+          config.hasPath("password") ? read(config, path, "password", () -> config.getString("password")) : null,
+          read(config, path, "ssl-mode", () -> config.getString("ssl-mode")),
+          read(config, path, "schema", () -> config.getString("schema")),
+          read(config, path, "journal-table", () -> config.getString("journal-table")),
+          read(config, path, "snapshot-table", () -> config.getString("snapshot-table")),
+          read(config, path, "setup", () -> config.getBoolean("setup")),
+          read(config, path, "pool-size", () -> config.getInt("pool-size")),
+          read(config, path, "connection-timeout", () -> config.getDuration("connection-timeout")),
+          read(config, path, "socket-timeout", () -> config.getDuration("socket-timeout")),
+          read(config, path, "max-lifetime", () -> config.getDuration("max-lifetime")),
+          read(config, path, "max-batch-size", () -> config.getInt("max-batch-size")),
+          read(config, path, "max-in-flight-batches", () -> config.getInt("max-in-flight-batches")),
+          read(config, path, "replay-fetch-size", () -> config.getInt("replay-fetch-size")),
+          read(config, path, "snapshot-keep-last", () -> config.getInt("snapshot-keep-last")));
+    } catch (InvalidSetting e) {
+      throw new IllegalArgumentException("[" + path + "." + e.key + "] " + e.problem);
+    }
+  }
+
+  /**
+   * The URL with any password parameter masked, safe for messages and logs.
+   *
+   * @return the URL
+   */
+  public String safeUrl() {
+    return url.replaceAll("(?i)(password=)[^&;]*", "$1***");
+  }
+
+  @Override
+  public String toString() {
+    return "PostgresSettings[url="
+        + safeUrl()
+        + ", user="
+        + user
+        + ", password="
+        + (password == null ? "<none>" : "***")
+        + ", sslMode="
+        + sslMode
+        + ", schema="
+        + schema
+        + ", journalTable="
+        + journalTable
+        + ", snapshotTable="
+        + snapshotTable
+        + ", setup="
+        + setup
+        + ", poolSize="
+        + poolSize
+        + ", connectionTimeout="
+        + connectionTimeout
+        + ", socketTimeout="
+        + socketTimeout
+        + ", maxLifetime="
+        + maxLifetime
+        + ", maxBatchSize="
+        + maxBatchSize
+        + ", maxInFlightBatches="
+        + maxInFlightBatches
+        + ", replayFetchSize="
+        + replayFetchSize
+        + ", snapshotKeepLast="
+        + snapshotKeepLast
+        + "]";
+  }
+
+  private static <T> T read(Config config, String path, String key, Supplier<T> getter) {
+    try {
+      return getter.get();
+    } catch (ConfigException.Missing e) {
+      throw new IllegalArgumentException("[" + path + "." + key + "] is missing", e);
+    } catch (ConfigException e) {
+      throw new IllegalArgumentException("[" + path + "." + key + "] is invalid: " + e.getMessage(), e);
+    }
+  }
+
+  private static void checkIdentifier(String value, String key) {
+    Objects.requireNonNull(value, key);
+    check(
+        IDENTIFIER.matcher(value).matches() && value.length() <= MAX_IDENTIFIER_LENGTH,
+        key,
+        () -> "must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most "
+            + MAX_IDENTIFIER_LENGTH + " characters), was [" + value + "]");
+  }
+
+  private static void check(boolean ok, String key, Supplier<String> problem) {
+    if (!ok) {
+      throw new InvalidSetting(key, problem.get());
+    }
+  }
+
+  /** A field failed validation; {@link #fromConfig} replaces the key by its full config path. */
+  private static final class InvalidSetting extends IllegalArgumentException {
+    private static final long serialVersionUID = 1L;
+    private final String key;
+    private final String problem;
+
+    InvalidSetting(String key, String problem) {
+      super("[" + key + "] " + problem);
+      this.key = key;
+      this.problem = problem;
+    }
+  }
+}

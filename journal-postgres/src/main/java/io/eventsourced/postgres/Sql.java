@@ -1,0 +1,153 @@
+package io.eventsourced.postgres;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Every SQL text the plugins run, built once from validated identifiers: the DDL from the shipped
+ * {@code schema.sql}, the statements of the journal and the snapshot store. Values always travel
+ * as bind parameters of prepared statements; only the validated, quoted names are spliced in.
+ */
+final class Sql {
+
+  /** The shipped DDL, runnable by psql; the plugins read the same file. */
+  static final String SCHEMA_RESOURCE = "/io/eventsourced/postgres/schema.sql";
+
+  private static final Pattern PSQL_VARIABLE = Pattern.compile(":\"([a-z_]+)\"");
+
+  final List<String> ddl;
+  final String journal;
+  final String snapshot;
+
+  /** Inserts the rows of a batch whose writes pass the expected-sequenceNr check; counts rows. */
+  final String appendBatch;
+  /** As {@link #appendBatch}, also returning the key of every row that landed. */
+  final String appendBatchReturning;
+  final String highestSequenceNr;
+  final String replay;
+  final String snapshotUpsert;
+  final String snapshotRetain;
+  final String snapshotLoadLatest;
+  final String snapshotDelete;
+  final String tableExists;
+
+  Sql(PostgresSettings settings) {
+    String schema = quote(settings.schema());
+    journal = schema + "." + quote(settings.journalTable());
+    snapshot = schema + "." + quote(settings.snapshotTable());
+    ddl =
+        render(
+            Map.of(
+                "schema", settings.schema(),
+                "journal_table", settings.journalTable(),
+                "snapshot_table", settings.snapshotTable(),
+                "journal_ordering_index",
+                settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX));
+
+    // One statement per batch, whatever its size: the arrays are unnested server-side. A write
+    // lands only if its expected sequenceNr is stored (or 0): that rules out gaps. Rows already
+    // stored (a stale expected sequenceNr) are skipped by ON CONFLICT instead of aborting the
+    // transaction, so one entity's conflict never fails the other entities of the batch; the
+    // caller sees it as a write whose rows did not all land.
+    String insert =
+        "INSERT INTO " + journal
+            + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
+            + " SELECT w.type_name, w.entity_id, w.sequence_nr, w.serializer_id, w.manifest, w.payload"
+            + " FROM unnest(?::text[], ?::text[], ?::int8[], ?::int8[], ?::int4[], ?::text[], ?::bytea[])"
+            + " AS w(type_name, entity_id, sequence_nr, expected_nr, serializer_id, manifest, payload)"
+            + " WHERE w.expected_nr = 0 OR EXISTS (SELECT 1 FROM " + journal + " e"
+            + " WHERE e.type_name = w.type_name AND e.entity_id = w.entity_id"
+            + " AND e.sequence_nr = w.expected_nr)"
+            + " ON CONFLICT DO NOTHING";
+    appendBatch = insert;
+    appendBatchReturning = insert + " RETURNING type_name, entity_id";
+    highestSequenceNr =
+        "SELECT max(sequence_nr) FROM " + journal + " WHERE type_name = ? AND entity_id = ?";
+    replay =
+        "SELECT sequence_nr, serializer_id, manifest, payload FROM " + journal
+            + " WHERE type_name = ? AND entity_id = ? AND sequence_nr >= ? AND sequence_nr <= ?"
+            + " ORDER BY sequence_nr LIMIT ?";
+    snapshotUpsert =
+        "INSERT INTO " + snapshot
+            + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
+            + " VALUES (?, ?, ?, ?, ?, ?)"
+            + " ON CONFLICT (type_name, entity_id, sequence_nr) DO UPDATE SET"
+            + " serializer_id = excluded.serializer_id, manifest = excluded.manifest,"
+            + " payload = excluded.payload, write_timestamp = excluded.write_timestamp";
+    snapshotRetain =
+        "DELETE FROM " + snapshot + " WHERE type_name = ? AND entity_id = ? AND sequence_nr < ("
+            + "SELECT sequence_nr FROM " + snapshot + " WHERE type_name = ? AND entity_id = ?"
+            + " ORDER BY sequence_nr DESC OFFSET ? LIMIT 1)";
+    snapshotLoadLatest =
+        "SELECT sequence_nr, serializer_id, manifest, payload FROM " + snapshot
+            + " WHERE type_name = ? AND entity_id = ? AND sequence_nr <= ?"
+            + " ORDER BY sequence_nr DESC LIMIT 1";
+    snapshotDelete =
+        "DELETE FROM " + snapshot + " WHERE type_name = ? AND entity_id = ? AND sequence_nr <= ?";
+    tableExists = "SELECT to_regclass(?) IS NOT NULL";
+  }
+
+  /**
+   * Quotes a validated identifier. Validation already excludes quotes; quoting also keeps
+   * reserved words such as {@code user} usable as names.
+   */
+  static String quote(String identifier) {
+    return "\"" + identifier + "\"";
+  }
+
+  /**
+   * The statements of the shipped {@code schema.sql} with its psql variables replaced: psql
+   * meta-commands ({@code \set}, {@code \if}) and comments are dropped, {@code :"name"} becomes
+   * the quoted identifier.
+   */
+  static List<String> render(Map<String, String> names) {
+    String text;
+    try (InputStream in = Sql.class.getResourceAsStream(SCHEMA_RESOURCE)) {
+      if (in == null) {
+        throw new IllegalStateException("resource [" + SCHEMA_RESOURCE + "] is missing from the classpath");
+      }
+      text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read [" + SCHEMA_RESOURCE + "]", e);
+    }
+    List<String> statements = new ArrayList<>();
+    StringBuilder current = new StringBuilder();
+    for (String line : text.split("\n")) {
+      String trimmed = line.strip();
+      if (trimmed.isEmpty() || trimmed.startsWith("--") || trimmed.startsWith("\\")) {
+        continue;
+      }
+      current.append(trimmed).append(' ');
+      if (trimmed.endsWith(";")) {
+        statements.add(substitute(current.toString().strip(), names));
+        current.setLength(0);
+      }
+    }
+    if (!current.toString().isBlank()) {
+      throw new IllegalStateException("[" + SCHEMA_RESOURCE + "] ends with an unterminated statement");
+    }
+    return List.copyOf(statements);
+  }
+
+  private static String substitute(String statement, Map<String, String> names) {
+    Matcher m = PSQL_VARIABLE.matcher(statement);
+    StringBuilder out = new StringBuilder();
+    while (m.find()) {
+      String value = names.get(m.group(1));
+      if (value == null) {
+        throw new IllegalStateException(
+            "[" + SCHEMA_RESOURCE + "] uses unknown variable [" + m.group(1) + "]");
+      }
+      m.appendReplacement(out, Matcher.quoteReplacement(quote(value)));
+    }
+    m.appendTail(out);
+    return out.toString();
+  }
+}

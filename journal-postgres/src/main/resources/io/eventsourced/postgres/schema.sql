@@ -1,0 +1,49 @@
+-- Schema of the eventsourced PostgreSQL journal and snapshot store.
+--
+-- The plugins run exactly these statements at start when `setup = on` (the default),
+-- idempotently, with the names configured in `eventsourced.postgres`.
+-- With `setup = off`, a DBA creates the objects with psql; the names default to the
+-- plugin defaults and can be set with -v, e.g.
+--
+--   psql -v schema=eventsourced -v journal_table=event_journal \
+--        -v snapshot_table=snapshot -f schema.sql
+--
+-- Requires PostgreSQL 12 or later.
+
+\if :{?schema} \else \set schema eventsourced \endif
+\if :{?journal_table} \else \set journal_table event_journal \endif
+\if :{?snapshot_table} \else \set snapshot_table snapshot \endif
+\set journal_ordering_index :journal_table '_type_ordering_idx'
+
+CREATE SCHEMA IF NOT EXISTS :"schema";
+
+-- One row per event. The primary key leads with the entity key, so replay and the
+-- highest sequenceNr of one entity are ordered scans of the primary key index.
+-- `ordering` is a global, increasing position for by-type queries (projections).
+CREATE TABLE IF NOT EXISTS :"schema".:"journal_table" (
+  type_name       text        NOT NULL,
+  entity_id       text        NOT NULL,
+  sequence_nr     bigint      NOT NULL,
+  ordering        bigint      GENERATED ALWAYS AS IDENTITY,
+  serializer_id   integer     NOT NULL,
+  manifest        text        NOT NULL,
+  payload         bytea       NOT NULL,
+  write_timestamp timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (type_name, entity_id, sequence_nr)
+);
+
+-- Events of one entity type in global order, for by-type queries.
+CREATE INDEX IF NOT EXISTS :"journal_ordering_index"
+  ON :"schema".:"journal_table" (type_name, ordering);
+
+-- One row per snapshot; saving the same entity and sequenceNr again overwrites it.
+CREATE TABLE IF NOT EXISTS :"schema".:"snapshot_table" (
+  type_name       text        NOT NULL,
+  entity_id       text        NOT NULL,
+  sequence_nr     bigint      NOT NULL,
+  serializer_id   integer     NOT NULL,
+  manifest        text        NOT NULL,
+  payload         bytea       NOT NULL,
+  write_timestamp timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (type_name, entity_id, sequence_nr)
+);
