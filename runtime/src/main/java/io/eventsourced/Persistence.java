@@ -1,5 +1,6 @@
 package io.eventsourced;
 
+import io.eventsourced.internal.EventsourcedRuntime;
 import io.eventsourced.internal.PluginRegistry;
 import io.eventsourced.journal.Journal;
 import io.eventsourced.snapshot.SnapshotStore;
@@ -29,7 +30,7 @@ public final class Persistence implements Extension {
   private final PluginRegistry registry;
 
   private Persistence(ActorSystem<?> system) {
-    this.registry = new PluginRegistry(system);
+    this.registry = EventsourcedRuntime.get(system).plugins();
   }
 
   /**

@@ -22,7 +22,7 @@ import org.apache.pekko.Done;
  * restarts of the JVM.
  *
  * <p>For testing failure paths without a server it offers fault injection: make the next write or
- * replay of an entity fail, delay every write, or hold writes until released. Obtain the instance
+ * replay of an entity fail, delay every write or replay, or hold writes until released. Obtain the instance
  * with {@code Persistence.get(system).journal()} and cast.
  */
 public final class InMemoryJournal implements Journal {
@@ -34,6 +34,7 @@ public final class InMemoryJournal implements Journal {
   private final Object gate = new Object();
   private Queue<Runnable> held; // non-null while writes are paused; guarded by gate
   private volatile Duration writeDelay = Duration.ZERO;
+  private volatile Duration replayDelay = Duration.ZERO;
 
   /**
    * Creates the journal; called by the runtime.
@@ -95,6 +96,11 @@ public final class InMemoryJournal implements Journal {
       long toSequenceNr,
       long max,
       Consumer<PersistentRepr> onEvent) {
+    Duration delay = replayDelay;
+    Executor executor =
+        delay.isZero()
+            ? dispatcher
+            : CompletableFuture.delayedExecutor(delay.toNanos(), TimeUnit.NANOSECONDS, dispatcher);
     return CompletableFuture.supplyAsync(
         () -> {
           RuntimeException injected = failNextReplay.remove(persistenceId);
@@ -116,7 +122,7 @@ public final class InMemoryJournal implements Journal {
           range.forEach(onEvent);
           return Done.getInstance();
         },
-        dispatcher);
+        executor);
   }
 
   @Override
@@ -161,6 +167,15 @@ public final class InMemoryJournal implements Journal {
    */
   public void delayWrites(Duration delay) {
     this.writeDelay = delay;
+  }
+
+  /**
+   * Delays the start of every subsequent replay, so tests can send commands to a recovering entity.
+   *
+   * @param delay the delay, {@link Duration#ZERO} to switch it off
+   */
+  public void delayReplays(Duration delay) {
+    this.replayDelay = delay;
   }
 
   /** Holds every subsequent write, neither stored nor confirmed, until {@link #resumeWrites()}. */

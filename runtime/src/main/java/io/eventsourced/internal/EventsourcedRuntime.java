@@ -1,0 +1,64 @@
+package io.eventsourced.internal;
+
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Extension;
+import org.apache.pekko.actor.typed.ExtensionId;
+
+/** Per actor system: the plugin registry, the entity settings and the serialization helper. */
+public final class EventsourcedRuntime implements Extension {
+
+  private static final ExtensionId<EventsourcedRuntime> ID =
+      new ExtensionId<>() {
+        @Override
+        public EventsourcedRuntime createExtension(ActorSystem<?> system) {
+          return new EventsourcedRuntime(system);
+        }
+      };
+
+  private final PluginRegistry plugins;
+  private final EntitySettings settings;
+  private final Serde serde;
+
+  private EventsourcedRuntime(ActorSystem<?> system) {
+    this.settings = EntitySettings.fromConfig(system.settings().config());
+    this.plugins = new PluginRegistry(system);
+    this.serde = new Serde(system);
+  }
+
+  /**
+   * The runtime of an actor system.
+   *
+   * @param system the actor system
+   * @return its runtime
+   */
+  public static EventsourcedRuntime get(ActorSystem<?> system) {
+    return ID.apply(system);
+  }
+
+  /**
+   * The plugins.
+   *
+   * @return the plugin registry
+   */
+  public PluginRegistry plugins() {
+    return plugins;
+  }
+
+  /**
+   * The entity settings.
+   *
+   * @return the settings
+   */
+  public EntitySettings settings() {
+    return settings;
+  }
+
+  /**
+   * The serialization helper.
+   *
+   * @return the serde
+   */
+  public Serde serde() {
+    return serde;
+  }
+}

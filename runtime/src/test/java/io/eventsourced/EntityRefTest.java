@@ -1,0 +1,118 @@
+package io.eventsourced;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestKitJUnit5Extension;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+@ExtendWith(TestKitJUnit5Extension.class)
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@DisplayName("An EntityRef")
+class EntityRefTest {
+
+  @JUnit5TestKit final ActorTestKit testKit = new JUnit5TestKitBuilder().build();
+
+  private EntityRef<Tally.Command, List<String>, Tally.Error> spawn() {
+    return Entity.spawn(testKit.system(), new Tally(), UUID.randomUUID().toString());
+  }
+
+  private static <T> T await(CompletionStage<T> stage) {
+    try {
+      return stage.toCompletableFuture().get(5, TimeUnit.SECONDS);
+    } catch (InterruptedException | ExecutionException | TimeoutException e) {
+      throw new AssertionError(e);
+    }
+  }
+
+  private static Throwable failure(CompletionStage<?> stage) {
+    try {
+      stage.toCompletableFuture().get(5, TimeUnit.SECONDS);
+      throw new AssertionError("expected a failure");
+    } catch (ExecutionException e) {
+      return e.getCause();
+    } catch (InterruptedException | TimeoutException e) {
+      throw new AssertionError(e);
+    }
+  }
+
+  @Test
+  @DisplayName("completes an ask with the accepted reply")
+  void askAccepted() {
+    var ref = spawn();
+    assertThat(await(ref.ask(new Tally.Add("a")))).isEqualTo(new Reply.Accepted<>(List.of("a")));
+    assertThat(await(ref.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
+  }
+
+  @Test
+  @DisplayName("completes an ask with the typed rejection, not a failure")
+  void askRejected() {
+    var ref = spawn();
+    Reply<List<String>, Tally.Error> reply = await(ref.ask(new Tally.Add("")));
+    assertThat(reply).isInstanceOf(Reply.Rejected.class);
+    assertThat(((Reply.Rejected<List<String>, Tally.Error>) reply).error()).isInstanceOf(Tally.EmptyItem.class);
+  }
+
+  @Test
+  @DisplayName("fails an ask with an EntityException on a technical failure")
+  void askFailed() {
+    var ref = spawn();
+    assertThat(failure(ref.ask(new Tally.Explode()))).isInstanceOf(EntityException.class).hasMessageContaining("Explode");
+  }
+
+  @Test
+  @DisplayName("fails an ask that gets no reply in time with an EntityException caused by a timeout")
+  void askTimeout() {
+    var ref = spawn();
+    Throwable error = failure(ref.ask(new Tally.Silent(), Duration.ofMillis(200)));
+    assertThat(error).isInstanceOf(EntityException.class).hasMessageContaining("within [200 ms]");
+    assertThat(error.getCause()).isInstanceOf(TimeoutException.class);
+  }
+
+  @Test
+  @DisplayName("stops, fails later asks at once, and a re-spawn recovers the stored state")
+  void stopAndRespawn() {
+    var ref = spawn();
+    await(ref.ask(new Tally.Add("a")));
+    await(ref.stop());
+    long start = System.nanoTime();
+    Throwable error = failure(ref.ask(new Tally.Get()));
+    assertThat(error).isInstanceOf(EntityException.class).hasMessageContaining("stopped");
+    assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(2));
+    var again = Entity.spawn(testKit.system(), new Tally(), ref.persistenceId().entityId());
+    assertThat(await(again.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
+  }
+
+  @Test
+  @DisplayName("runs continuations of an ask on the actor system's dispatcher, not the common pool")
+  void continuationsOnDispatcher() {
+    var ref = spawn();
+    CompletableFuture<String> thread = new CompletableFuture<>();
+    ref.ask(new Tally.Add("a")).thenAccept(reply -> thread.complete(Thread.currentThread().getName()));
+    assertThat(await(thread)).contains("pekko.actor.default-dispatcher").doesNotContain("ForkJoinPool.commonPool");
+  }
+
+  @Test
+  @DisplayName("keeps the order of commands asked without waiting")
+  void pipelinedAsksKeepOrder() {
+    var ref = spawn();
+    List<CompletionStage<Reply<List<String>, Tally.Error>>> replies =
+        java.util.stream.IntStream.range(0, 200).mapToObj(i -> ref.ask(new Tally.Add("i" + i))).toList();
+    for (int i = 0; i < replies.size(); i++) {
+      assertThat(await(replies.get(i)).acceptedValue()).hasSize(i + 1).endsWith("i" + i);
+    }
+  }
+}

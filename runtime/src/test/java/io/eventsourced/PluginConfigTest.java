@@ -1,0 +1,87 @@
+package io.eventsourced;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.typesafe.config.ConfigFactory;
+import io.eventsourced.journal.InMemoryJournal;
+import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestKitJUnit5Extension;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+@ExtendWith(TestKitJUnit5Extension.class)
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@DisplayName("Plugin loading")
+class PluginConfigTest {
+
+  @JUnit5TestKit
+  final ActorTestKit testKit =
+      new JUnit5TestKitBuilder()
+          .withCustomConfig(
+              ConfigFactory.parseString(
+                  """
+                  second-journal = ${eventsourced.journal.in-memory}
+                  no-class { plugin-dispatcher = "pekko.actor.default-dispatcher" }
+                  bad-class { class = "com.example.Nope", plugin-dispatcher = "pekko.actor.default-dispatcher" }
+                  wrong-type { class = "java.lang.String", plugin-dispatcher = "pekko.actor.default-dispatcher" }
+                  no-dispatcher { class = "io.eventsourced.journal.InMemoryJournal", plugin-dispatcher = "no.such.dispatcher" }
+                  """)
+                  .withFallback(ConfigFactory.load())
+                  .resolve())
+          .build();
+
+  @Test
+  @DisplayName("creates each plugin once per actor system and keeps configured plugins apart")
+  void oncePerSystem() {
+    Persistence persistence = Persistence.get(testKit.system());
+    assertThat(persistence.journal()).isSameAs(persistence.journal("eventsourced.journal.in-memory"));
+    assertThat(persistence.journal("second-journal")).isInstanceOf(InMemoryJournal.class).isNotSameAs(persistence.journal());
+  }
+
+  @Test
+  @DisplayName("fails with a message naming the config path of a missing plugin")
+  void missingPlugin() {
+    assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("no.such.plugin"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[no.such.plugin]");
+  }
+
+  @Test
+  @DisplayName("fails with a message naming the missing class key")
+  void missingClass() {
+    assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("no-class"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[no-class.class] is missing");
+  }
+
+  @Test
+  @DisplayName("fails with a message naming a class that is not on the classpath")
+  void unknownClass() {
+    assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("bad-class"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("com.example.Nope")
+        .hasMessageContaining("[bad-class.class]");
+  }
+
+  @Test
+  @DisplayName("fails with a message when the class is not a journal")
+  void wrongType() {
+    assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("wrong-type"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("does not implement io.eventsourced.journal.Journal");
+  }
+
+  @Test
+  @DisplayName("fails with a message naming an unconfigured dispatcher")
+  void missingDispatcher() {
+    assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("no-dispatcher"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[no.such.dispatcher]")
+        .hasMessageContaining("[no-dispatcher.plugin-dispatcher]");
+  }
+}
