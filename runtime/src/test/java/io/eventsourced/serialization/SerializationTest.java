@@ -73,7 +73,7 @@ class SerializationTest {
 
   @Test
   @DisplayName("names the manifest when protobuf bytes cannot be read back")
-  void protobufErrors() {
+  void protobufErrors() throws Exception {
     ProtobufSerializer serializer = (ProtobufSerializer) serialization().serializerFor(StringValue.class);
     assertThatThrownBy(() -> serializer.fromBinary(new byte[] {1}, "com.example.Missing"))
         .hasMessageContaining("com.example.Missing");
