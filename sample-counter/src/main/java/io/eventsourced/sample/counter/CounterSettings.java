@@ -1,0 +1,55 @@
+package io.eventsourced.sample.counter;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+
+/**
+ * The {@code counter} block of the sample's {@code application.conf}.
+ *
+ * @param journal the journal name: {@code in-memory}, {@code postgres} or {@code nats}
+ * @param entities how many entities to spawn
+ * @param eventsPerEntity how many commands each entity's client sends
+ * @param snapshotEvery snapshot every this many events; 0 for never
+ */
+public record CounterSettings(String journal, int entities, int eventsPerEntity, long snapshotEvery) {
+
+  /** Validates the values. */
+  public CounterSettings {
+    if (entities < 1) {
+      throw new IllegalArgumentException("[counter.entities] (COUNTER_ENTITIES) must be >= 1, was [" + entities + "]");
+    }
+    if (eventsPerEntity < 1) {
+      throw new IllegalArgumentException("[counter.events-per-entity] (COUNTER_EVENTS) must be >= 1, was [" + eventsPerEntity + "]");
+    }
+    if (snapshotEvery < 0) {
+      throw new IllegalArgumentException("[counter.snapshot-every] (COUNTER_SNAPSHOT_EVERY) must be >= 0, was [" + snapshotEvery + "]");
+    }
+  }
+
+  /**
+   * Reads the settings.
+   *
+   * @param config the application config
+   * @return the settings
+   * @throws IllegalArgumentException naming the key of an invalid value
+   */
+  public static CounterSettings fromConfig(Config config) {
+    String key = "counter.journal";
+    try {
+      String journal = config.getString(key);
+      if (!config.hasPath("eventsourced.journal." + journal)) {
+        throw new IllegalArgumentException(
+            "[counter.journal] (EVENTSOURCED_JOURNAL) is [" + journal + "], but no journal is configured at [eventsourced.journal." + journal + "]; use in-memory, postgres or nats");
+      }
+      key = "counter.entities";
+      int entities = config.getInt(key);
+      key = "counter.events-per-entity";
+      int events = config.getInt(key);
+      key = "counter.snapshot-every";
+      long snapshotEvery = config.getLong(key);
+      return new CounterSettings(journal, entities, events, snapshotEvery);
+    } catch (ConfigException e) {
+      throw new IllegalArgumentException("invalid [" + key + "]: " + e.getMessage(), e);
+    }
+  }
+}

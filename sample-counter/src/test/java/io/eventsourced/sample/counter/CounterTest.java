@@ -1,0 +1,115 @@
+package io.eventsourced.sample.counter;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.protobuf.Message;
+import com.typesafe.config.ConfigFactory;
+import io.eventsourced.Effect;
+import io.eventsourced.Reply;
+import io.eventsourced.sample.counter.proto.Decreased;
+import io.eventsourced.sample.counter.proto.Increased;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestKitJUnit5Extension;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+@ExtendWith(TestKitJUnit5Extension.class)
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@DisplayName("The counter sample")
+class CounterTest {
+
+  @JUnit5TestKit final ActorTestKit testKit = new JUnit5TestKitBuilder().build();
+
+  private final Counter counter = new Counter(0);
+
+  @Test
+  @DisplayName("persists Increased and replies with the new value")
+  void increase() {
+    Effect<Message, Long, Long, Counter.Error> effect = counter.commandHandler().apply(5L, new Counter.Increase(3));
+    assertThat(effect.events()).containsExactly(Increased.newBuilder().setN(3).build());
+    assertThat(effect.reply(8L)).isEqualTo(new Reply.Accepted<>(8L));
+  }
+
+  @Test
+  @DisplayName("persists Decreased and folds both events into the value")
+  void decrease() {
+    Effect<Message, Long, Long, Counter.Error> effect = counter.commandHandler().apply(5L, new Counter.Decrease(5));
+    assertThat(effect.events()).containsExactly(Decreased.newBuilder().setN(5).build());
+    assertThat(counter.eventHandler().apply(5L, Decreased.newBuilder().setN(5).build())).isZero();
+    assertThat(counter.eventHandler().apply(5L, Increased.newBuilder().setN(2).build())).isEqualTo(7L);
+  }
+
+  @Test
+  @DisplayName("rejects decreasing below zero with Underflow")
+  void underflow() {
+    Effect<Message, Long, Long, Counter.Error> effect = counter.commandHandler().apply(2L, new Counter.Decrease(3));
+    assertThat(effect.events()).isEmpty();
+    assertThat(effect.reply(2L)).isEqualTo(new Reply.Rejected<>(new Counter.Underflow(2, 3)));
+  }
+
+  @Test
+  @DisplayName("rejects increasing past Long.MAX_VALUE with Overflow")
+  void overflow() {
+    Effect<Message, Long, Long, Counter.Error> effect = counter.commandHandler().apply(Long.MAX_VALUE - 1, new Counter.Increase(2));
+    assertThat(effect.events()).isEmpty();
+    assertThat(effect.reply(0L)).isEqualTo(new Reply.Rejected<>(new Counter.Overflow(Long.MAX_VALUE - 1, 2)));
+    assertThat(counter.commandHandler().apply(Long.MAX_VALUE - 1, new Counter.Increase(1)).events()).hasSize(1);
+  }
+
+  @Test
+  @DisplayName("rejects negative amounts when the command is built")
+  void negativeAmounts() {
+    assertThatThrownBy(() -> new Counter.Increase(-1)).hasMessageContaining("Increase amount");
+    assertThatThrownBy(() -> new Counter.Decrease(-1)).hasMessageContaining("Decrease amount");
+  }
+
+  @Test
+  @DisplayName("computes the expected value of alternating commands")
+  void expectedValue() {
+    assertThat(Main.expectedValue(0)).isZero();
+    assertThat(Main.expectedValue(1)).isEqualTo(2);
+    assertThat(Main.expectedValue(2)).isEqualTo(1);
+    assertThat(Main.expectedValue(20_000)).isEqualTo(10_000);
+  }
+
+  @Test
+  @DisplayName("runs writes and recovery on the in-memory journal and verifies every entity")
+  void runsAndVerifies() {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    Main.Result result = Main.run(testKit.system(), new CounterSettings("in-memory", 5, 301, 0), new PrintStream(out, true, StandardCharsets.UTF_8));
+    assertThat(result.verified()).as(out.toString(StandardCharsets.UTF_8)).isTrue();
+    assertThat(result.totalEvents()).isEqualTo(5 * 301);
+    assertThat(result.summaryLine())
+        .matches("SUMMARY journal=in-memory entities=5 events_per_entity=301 write_s=\\d+\\.\\d{3} write_events_per_s=\\d+ recovery_s=\\d+\\.\\d{3} recovery_events_per_s=\\d+ verified=true");
+  }
+
+  @Test
+  @DisplayName("recovers from snapshots when snapshots are on")
+  void runsWithSnapshots() {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    Main.Result result = Main.run(testKit.system(), new CounterSettings("in-memory", 3, 250, 100), new PrintStream(out, true, StandardCharsets.UTF_8));
+    assertThat(result.verified()).as(out.toString(StandardCharsets.UTF_8)).isTrue();
+  }
+
+  @Test
+  @DisplayName("reads its settings from config and names the key of a bad value")
+  void settings() {
+    CounterSettings defaults = CounterSettings.fromConfig(ConfigFactory.load());
+    assertThat(defaults.entities()).isPositive();
+    assertThatThrownBy(
+            () -> CounterSettings.fromConfig(ConfigFactory.parseString("counter.journal = nope").withFallback(ConfigFactory.load())))
+        .hasMessageContaining("[counter.journal]")
+        .hasMessageContaining("nope");
+    assertThatThrownBy(
+            () -> CounterSettings.fromConfig(ConfigFactory.parseString("counter.entities = 0").withFallback(ConfigFactory.load())))
+        .hasMessageContaining("[counter.entities]");
+  }
+}
