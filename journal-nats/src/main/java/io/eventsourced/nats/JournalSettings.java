@@ -1,0 +1,87 @@
+package io.eventsourced.nats;
+
+import com.typesafe.config.Config;
+import io.nats.client.api.StorageType;
+import java.time.Duration;
+
+/**
+ * The keys of the {@code eventsourced.journal.nats} block besides {@code class}, {@code
+ * plugin-dispatcher} and {@code connection}.
+ */
+record JournalSettings(
+    NatsSettings connection,
+    String stream,
+    String subjectPrefix,
+    StorageType storage,
+    int replicas,
+    long maxBytes,
+    Duration maxAge,
+    Duration duplicateWindow,
+    boolean setup,
+    int publishRetries,
+    Duration retryBackoff,
+    int replayBatchSize,
+    int positionCacheSize) {
+
+  static JournalSettings fromConfig(Config config, String path) {
+    NatsSettings connection = NatsSettings.fromConfig(config.getConfig("connection"), path + ".connection");
+    String stream = NatsSettings.nonEmpty(config, path, "stream.name");
+    if (!stream.matches("[A-Za-z0-9_-]+")) {
+      throw new IllegalArgumentException(
+          "[" + path + ".stream.name] may only use letters, digits, - and _, was [" + stream + "]");
+    }
+    String prefix = NatsSettings.nonEmpty(config, path, "stream.subject-prefix");
+    if (!prefix.matches("[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*")) {
+      throw new IllegalArgumentException(
+          "["
+              + path
+              + ".stream.subject-prefix] must be subject tokens of letters, digits, - and _ joined by"
+              + " dots, was ["
+              + prefix
+              + "]");
+    }
+    int replicas = NatsSettings.integer(config, path, "stream.replicas");
+    if (replicas < 1 || replicas > 5) {
+      throw new IllegalArgumentException(
+          "[" + path + ".stream.replicas] must be between 1 and 5, was [" + replicas + "]");
+    }
+    Duration window = NatsSettings.positive(config, path, "stream.duplicate-window");
+    int retries = NatsSettings.integer(config, path, "publish-retries");
+    if (retries < 0) {
+      throw new IllegalArgumentException("[" + path + ".publish-retries] must be >= 0, was [" + retries + "]");
+    }
+    int batch = NatsSettings.integer(config, path, "replay-batch-size");
+    if (batch < 1) {
+      throw new IllegalArgumentException("[" + path + ".replay-batch-size] must be >= 1, was [" + batch + "]");
+    }
+    int cache = NatsSettings.integer(config, path, "position-cache-size");
+    if (cache < 0) {
+      throw new IllegalArgumentException(
+          "[" + path + ".position-cache-size] must be >= 0, was [" + cache + "]");
+    }
+    return new JournalSettings(
+        connection,
+        stream,
+        prefix,
+        storage(config, path, "stream.storage"),
+        replicas,
+        NatsSettings.bytes(config, path, "stream.max-bytes"),
+        NatsSettings.duration(config, path, "stream.max-age"),
+        window,
+        NatsSettings.bool(config, path, "setup"),
+        retries,
+        NatsSettings.duration(config, path, "retry-backoff"),
+        batch,
+        cache);
+  }
+
+  static StorageType storage(Config config, String path, String key) {
+    String value = NatsSettings.string(config, path, key);
+    return switch (value) {
+      case "file" -> StorageType.File;
+      case "memory" -> StorageType.Memory;
+      default -> throw new IllegalArgumentException(
+          "[" + path + "." + key + "] must be file or memory, was [" + value + "]");
+    };
+  }
+}

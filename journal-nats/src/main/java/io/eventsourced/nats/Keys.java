@@ -1,0 +1,104 @@
+package io.eventsourced.nats;
+
+import io.eventsourced.PersistenceId;
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * Reversible encoding of type names and entity ids into NATS subject tokens and KV keys.
+ *
+ * <p>ASCII letters, digits, {@code -} and {@code _} stay as they are (so UUIDs and most type
+ * names stay readable); every other character is written as its UTF-8 bytes, each as {@code =}
+ * plus two upper-case hex digits. The result only uses characters that are valid in subject
+ * tokens and KV keys, never {@code .}, {@code *}, {@code >} or white space, so no id can escape
+ * its token or act as a wildcard, and distinct strings encode to distinct tokens.
+ */
+final class Keys {
+  private static final char ESCAPE = '=';
+  private static final char[] HEX = "0123456789ABCDEF".toCharArray();
+
+  private Keys() {}
+
+  /**
+   * Encodes one token.
+   *
+   * @param value any non-empty string
+   * @return the token
+   */
+  static String encode(String value) {
+    int n = value.length();
+    boolean plain = true;
+    for (int i = 0; i < n && plain; i++) {
+      plain = isPlain(value.charAt(i));
+    }
+    if (plain) {
+      return value;
+    }
+    StringBuilder out = new StringBuilder(n + 16);
+    for (int i = 0; i < n; i++) {
+      char c = value.charAt(i);
+      if (isPlain(c)) {
+        out.append(c);
+      } else {
+        int cp = value.codePointAt(i);
+        if (Character.isSupplementaryCodePoint(cp)) {
+          i++;
+        }
+        for (byte b : new String(Character.toChars(cp)).getBytes(StandardCharsets.UTF_8)) {
+          out.append(ESCAPE).append(HEX[(b >> 4) & 0xF]).append(HEX[b & 0xF]);
+        }
+      }
+    }
+    return out.toString();
+  }
+
+  /**
+   * Decodes a token made by {@link #encode(String)}.
+   *
+   * @param token the token
+   * @return the original string
+   * @throws IllegalArgumentException if the token was not made by {@link #encode(String)}
+   */
+  static String decode(String token) {
+    if (token.indexOf(ESCAPE) < 0) {
+      return token;
+    }
+    ByteArrayOutputStream bytes = new ByteArrayOutputStream(token.length());
+    for (int i = 0; i < token.length(); i++) {
+      char c = token.charAt(i);
+      if (c == ESCAPE) {
+        if (i + 2 >= token.length()) {
+          throw new IllegalArgumentException("truncated escape in [" + token + "]");
+        }
+        int hi = Character.digit(token.charAt(i + 1), 16);
+        int lo = Character.digit(token.charAt(i + 2), 16);
+        if (hi < 0 || lo < 0) {
+          throw new IllegalArgumentException("bad escape in [" + token + "]");
+        }
+        bytes.write(hi << 4 | lo);
+        i += 2;
+      } else {
+        bytes.write(c);
+      }
+    }
+    return bytes.toString(StandardCharsets.UTF_8);
+  }
+
+  /**
+   * The subject tail {@code <type>.<id>} of an entity, without the prefix.
+   *
+   * @param id the entity
+   * @return the encoded type and id joined by a dot
+   */
+  static String entityKey(PersistenceId id) {
+    return encode(id.typeName()) + "." + encode(id.entityId());
+  }
+
+  private static boolean isPlain(char c) {
+    return (c >= 'a' && c <= 'z')
+        || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9')
+        || c == '-'
+        || c == '_';
+  }
+}

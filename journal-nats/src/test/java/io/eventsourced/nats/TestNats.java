@@ -1,0 +1,95 @@
+package io.eventsourced.nats;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import io.nats.client.Connection;
+import io.nats.client.JetStreamApiException;
+import io.nats.client.Nats;
+import io.nats.client.Options;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.util.UUID;
+import org.junit.jupiter.api.Assumptions;
+
+/**
+ * The shared test server at 127.0.0.1:4222 and per-class names, so each test class writes to its
+ * own stream and bucket and deletes them afterwards.
+ */
+final class TestNats {
+  static final String URL = "nats://127.0.0.1:4222";
+  static final String START_HINT =
+      "start it with: start-stop-daemon --start --background --exec /usr/sbin/nats-server --"
+          + " -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server";
+
+  private TestNats() {}
+
+  /** Skips the calling test class when the server is down, unless CI=true, where it fails. */
+  static void requireServer() {
+    if (reachable("127.0.0.1", 4222)) {
+      return;
+    }
+    String message = "nats-server is not reachable at 127.0.0.1:4222; " + START_HINT;
+    if ("true".equalsIgnoreCase(System.getenv("CI"))) {
+      fail(message + " (required because CI=true)");
+    }
+    Assumptions.abort(message);
+  }
+
+  static boolean reachable(String host, int port) {
+    try (Socket socket = new Socket()) {
+      socket.connect(new InetSocketAddress(host, port), 1000);
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** Unique stream, prefix and bucket names for one test class. */
+  record Names(String stream, String prefix, String bucket) {
+    static Names fresh(String tag) {
+      String suffix = UUID.randomUUID().toString().replace("-", "").substring(0, 10);
+      return new Names("T_" + tag + "_" + suffix, "t" + suffix, "t-" + tag.toLowerCase() + "-" + suffix);
+    }
+
+    /** Config selecting the NATS plugins with these names against {@code servers}. */
+    Config config(String servers, String extra) {
+      return ConfigFactory.parseString(
+              "eventsourced.nats.connection.servers = [\""
+                  + servers
+                  + "\"]\n"
+                  + "eventsourced.journal.plugin = \"eventsourced.journal.nats\"\n"
+                  + "eventsourced.snapshot-store.plugin = \"eventsourced.snapshot-store.nats\"\n"
+                  + "eventsourced.journal.nats.stream.name = \""
+                  + stream
+                  + "\"\n"
+                  + "eventsourced.journal.nats.stream.subject-prefix = \""
+                  + prefix
+                  + "\"\n"
+                  + "eventsourced.snapshot-store.nats.bucket.name = \""
+                  + bucket
+                  + "\"\n"
+                  + extra)
+          .withFallback(ConfigFactory.load())
+          .resolve();
+    }
+
+    /** Deletes the stream and the bucket, if they exist. */
+    void delete(String servers) throws Exception {
+      try (Connection nc = Nats.connect(Options.builder().server(servers).build())) {
+        try {
+          nc.jetStreamManagement().deleteStream(stream);
+        } catch (JetStreamApiException e) {
+          // Not created by this class.
+        }
+        try {
+          nc.keyValueManagement().delete(bucket);
+        } catch (JetStreamApiException e) {
+          // Not created by this class.
+        }
+      }
+    }
+  }
+}
