@@ -122,8 +122,9 @@ public final class EntityRef<C, R, Err> {
                         "no reply from [" + persistenceId + "] within [" + timeout.toMillis() + " ms]",
                         new TimeoutException())),
             executor);
-    // Completing on the dispatcher keeps the caller's continuations off the entity's thread.
-    ref.tell(new Ask<C, R, Err>(command, reply -> executor.execute(() -> ask.answer(reply))));
+    // The entity completes the stage on its dispatcher thread: continuations of the non-async
+    // methods run there (never on the JDK's common pool), without an extra task hop.
+    ref.tell(new Ask<C, R, Err>(command, ask::answer));
     return ask;
   }
 

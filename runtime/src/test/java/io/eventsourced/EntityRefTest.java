@@ -100,8 +100,15 @@ class EntityRefTest {
   @DisplayName("runs continuations of an ask on the actor system's dispatcher, not the common pool")
   void continuationsOnDispatcher() {
     var ref = spawn();
+    var journal = (io.eventsourced.journal.InMemoryJournal) Persistence.get(testKit.system()).journal();
     CompletableFuture<String> thread = new CompletableFuture<>();
-    ref.ask(new Tally.Add("a")).thenAccept(reply -> thread.complete(Thread.currentThread().getName()));
+    // Hold the write so the continuation is registered before the reply exists.
+    journal.pauseWrites();
+    try {
+      ref.ask(new Tally.Add("a")).thenAccept(reply -> thread.complete(Thread.currentThread().getName()));
+    } finally {
+      journal.resumeWrites();
+    }
     assertThat(await(thread)).contains("pekko.actor.default-dispatcher").doesNotContain("ForkJoinPool.commonPool");
   }
 

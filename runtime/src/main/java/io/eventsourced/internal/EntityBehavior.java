@@ -16,11 +16,14 @@ import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
 import io.eventsourced.snapshot.SnapshotRecord;
 import io.eventsourced.snapshot.SnapshotStore;
+import org.apache.pekko.Done;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
 import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.PostStop;
@@ -368,14 +371,39 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     mode = Mode.PERSISTING;
     pendingCommand = ask;
     pendingEffect = effect;
-    getContext()
-        .pipeToSelf(
-            journal.append(new AtomicWrite(persistenceId, sequenceNr, reprs)),
-            (done, error) -> error == null ? WRITE_OK : new WriteDone(error));
+    CompletionStage<Done> write = journal.append(new AtomicWrite(persistenceId, sequenceNr, reprs));
+    CompletableFuture<Done> written = completed(write);
+    if (written != null) {
+      // The journal confirmed synchronously (in-memory): skip the round trip through the mailbox.
+      return finishWrite(written.isCompletedExceptionally() ? new WriteDone(failureOf(written)) : WRITE_OK);
+    }
+    getContext().pipeToSelf(write, (done, error) -> error == null ? WRITE_OK : new WriteDone(error));
     return this;
   }
 
+  private static CompletableFuture<Done> completed(CompletionStage<Done> stage) {
+    if (stage instanceof CompletableFuture<Done> future && future.isDone()) {
+      return future;
+    }
+    return null;
+  }
+
+  private static Throwable failureOf(CompletableFuture<Done> future) {
+    try {
+      future.join();
+      return new IllegalStateException("write reported failure without a cause");
+    } catch (CompletionException | java.util.concurrent.CancellationException e) {
+      return e.getCause() != null ? e.getCause() : e;
+    }
+  }
+
   private Behavior<Object> onWriteDone(WriteDone done) {
+    Behavior<Object> next = finishWrite(done);
+    return next == this ? drainStash() : next;
+  }
+
+  /** Applies and replies to the write in flight; returns to ready without draining the stash. */
+  private Behavior<Object> finishWrite(WriteDone done) {
     Ask<C, R, Err> ask = pendingCommand;
     Effect<E, S, R, Err> effect = pendingEffect;
     pendingCommand = null;
@@ -422,7 +450,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       return stop();
     }
     mode = Mode.READY;
-    return drainStash();
+    return this;
   }
 
   private Behavior<Object> drainStash() {
