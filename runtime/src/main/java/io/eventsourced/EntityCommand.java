@@ -16,7 +16,13 @@ import org.apache.pekko.actor.typed.ActorRef;
  */
 public record EntityCommand<C, R, Err>(C command, ActorRef<Reply<R, Err>> replyTo) {
 
-  /** Validates that both parts are present. */
+  /**
+   * Validates that both parts are present.
+   *
+   * @param command as in the record header
+   * @param ActorRef<Reply<R as in the record header
+   * @param replyTo as in the record header
+   */
   public EntityCommand {
     Objects.requireNonNull(command, "command");
     Objects.requireNonNull(replyTo, "replyTo");

@@ -15,7 +15,12 @@ import java.util.Objects;
  */
 public record PersistenceId(String typeName, String entityId) {
 
-  /** Validates both parts. */
+  /**
+   * Validates both parts.
+   *
+   * @param typeName as in the record header
+   * @param entityId as in the record header
+   */
   public PersistenceId {
     Objects.requireNonNull(typeName, "typeName");
     Objects.requireNonNull(entityId, "entityId");

@@ -33,7 +33,11 @@ public sealed interface Reply<R, Err> {
    * @param <Err> the domain error type
    */
   record Rejected<R, Err>(Err error) implements Reply<R, Err> {
-    /** Validates that there is an error. */
+    /**
+     * Validates that there is an error.
+     *
+     * @param error as in the record header
+     */
     public Rejected {
       Objects.requireNonNull(error, "error");
     }
@@ -48,7 +52,11 @@ public sealed interface Reply<R, Err> {
    * @param <Err> the domain error type
    */
   record Failed<R, Err>(EntityException error) implements Reply<R, Err> {
-    /** Validates that there is an error. */
+    /**
+     * Validates that there is an error.
+     *
+     * @param error as in the record header
+     */
     public Failed {
       Objects.requireNonNull(error, "error");
     }

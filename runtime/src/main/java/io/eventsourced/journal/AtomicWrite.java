@@ -19,7 +19,13 @@ import java.util.Objects;
 public record AtomicWrite(
     PersistenceId persistenceId, long expectedSequenceNr, List<PersistentRepr> events) {
 
-  /** Validates that the events are non-empty, of this entity and contiguous. */
+  /**
+   * Validates that the events are non-empty, of this entity and contiguous.
+   *
+   * @param persistenceId as in the record header
+   * @param expectedSequenceNr as in the record header
+   * @param events as in the record header
+   */
   public AtomicWrite {
     Objects.requireNonNull(persistenceId, "persistenceId");
     events = List.copyOf(events);

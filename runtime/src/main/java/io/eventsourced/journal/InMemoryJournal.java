@@ -33,6 +33,7 @@ public final class InMemoryJournal implements Journal {
   private final Executor dispatcher;
   private final Object gate = new Object();
   private Queue<Runnable> held; // non-null while writes are paused; guarded by gate
+  private volatile boolean paused; // lets the common case skip the lock
   private volatile Duration writeDelay = Duration.ZERO;
   private volatile Duration replayDelay = Duration.ZERO;
 
@@ -49,10 +50,12 @@ public final class InMemoryJournal implements Journal {
   public CompletionStage<Done> append(AtomicWrite write) {
     CompletableFuture<Done> result = new CompletableFuture<>();
     Runnable doWrite = () -> complete(result, write);
-    synchronized (gate) {
-      if (held != null) {
-        held.add(doWrite);
-        return result;
+    if (paused) {
+      synchronized (gate) {
+        if (held != null) {
+          held.add(doWrite);
+          return result;
+        }
       }
     }
     Duration delay = writeDelay;
@@ -183,6 +186,7 @@ public final class InMemoryJournal implements Journal {
     synchronized (gate) {
       if (held == null) {
         held = new ArrayDeque<>();
+        paused = true;
       }
     }
   }
@@ -193,6 +197,7 @@ public final class InMemoryJournal implements Journal {
     synchronized (gate) {
       released = held;
       held = null;
+      paused = false;
     }
     if (released != null) {
       released.forEach(Runnable::run);

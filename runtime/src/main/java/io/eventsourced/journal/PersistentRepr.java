@@ -22,7 +22,15 @@ public record PersistentRepr(
     String manifest,
     byte[] payload) {
 
-  /** Validates the fields: a sequence number is at least 1. */
+  /**
+   * Validates the fields: a sequence number is at least 1.
+   *
+   * @param persistenceId as in the record header
+   * @param sequenceNr as in the record header
+   * @param serializerId as in the record header
+   * @param manifest as in the record header
+   * @param payload as in the record header
+   */
   public PersistentRepr {
     Objects.requireNonNull(persistenceId, "persistenceId");
     Objects.requireNonNull(manifest, "manifest");
