@@ -25,7 +25,11 @@ public final class Counter implements EventSourced<Counter.Command, Message, Lon
    * @param n the amount, at least 0
    */
   public record Increase(long n) implements Command {
-    /** Validates the amount. */
+    /**
+     * Validates the amount.
+     *
+     * @param n as in the record header
+     */
     public Increase {
       if (n < 0) {
         throw new IllegalArgumentException("Increase amount must be >= 0, was [" + n + "]");
@@ -39,7 +43,11 @@ public final class Counter implements EventSourced<Counter.Command, Message, Lon
    * @param n the amount, at least 0
    */
   public record Decrease(long n) implements Command {
-    /** Validates the amount. */
+    /**
+     * Validates the amount.
+     *
+     * @param n as in the record header
+     */
     public Decrease {
       if (n < 0) {
         throw new IllegalArgumentException("Decrease amount must be >= 0, was [" + n + "]");

@@ -13,7 +13,14 @@ import com.typesafe.config.ConfigException;
  */
 public record CounterSettings(String journal, int entities, int eventsPerEntity, long snapshotEvery) {
 
-  /** Validates the values. */
+  /**
+   * Validates the values.
+   *
+   * @param journal as in the record header
+   * @param entities as in the record header
+   * @param eventsPerEntity as in the record header
+   * @param snapshotEvery as in the record header
+   */
   public CounterSettings {
     if (entities < 1) {
       throw new IllegalArgumentException("[counter.entities] (COUNTER_ENTITIES) must be >= 1, was [" + entities + "]");
