@@ -20,7 +20,6 @@ public record EntityCommand<C, R, Err>(C command, ActorRef<Reply<R, Err>> replyT
    * Validates that both parts are present.
    *
    * @param command as in the record header
-   * @param ActorRef<Reply<R as in the record header
    * @param replyTo as in the record header
    */
   public EntityCommand {
