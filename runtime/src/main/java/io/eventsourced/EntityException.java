@@ -26,7 +26,8 @@ public final class EntityException extends RuntimeException {
   /**
    * The entity concerned.
    *
-   * @return the persistence id
+   * @return the persistence id, or {@code null} when only the actor is known (an {@link
+   *     EntityCommand} that reached a stopped entity actor)
    */
   public PersistenceId persistenceId() {
     return persistenceId;

@@ -4,11 +4,8 @@ import io.eventsourced.internal.Ask;
 import io.eventsourced.internal.EntityBehavior;
 import io.eventsourced.internal.EventsourcedRuntime;
 import java.time.Duration;
-import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executor;
 import java.util.concurrent.TimeoutException;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.Cancellable;
@@ -32,20 +29,11 @@ import scala.concurrent.ExecutionContextExecutor;
  */
 public final class EntityRef<C, R, Err> {
 
-  /** Tracks whether the entity has stopped and which asks still wait for it. */
+  /** Completes when the entity has stopped. */
   static final class Lifecycle {
     private final CompletableFuture<Done> stopped = new CompletableFuture<>();
-    private final Set<CompletableFuture<?>> pending = ConcurrentHashMap.newKeySet();
-    private volatile EntityException stopError;
-    private PersistenceId persistenceId;
 
     void stopped() {
-      stopError = new EntityException(persistenceId, "entity [" + persistenceId + "] stopped", null);
-      // Asks whose command was still in the mailbox when the entity stopped are never answered by
-      // it: fail them now rather than at their timeout.
-      for (CompletableFuture<?> ask : pending) {
-        ask.completeExceptionally(stopError);
-      }
       stopped.complete(Done.getInstance());
     }
   }
@@ -61,7 +49,6 @@ public final class EntityRef<C, R, Err> {
     this.persistenceId = persistenceId;
     this.ref = ref;
     this.lifecycle = lifecycle;
-    lifecycle.persistenceId = persistenceId;
     this.executor = system.executionContext();
     this.scheduler = system.scheduler();
     this.defaultTimeout = EventsourcedRuntime.get(system).settings().askTimeout();
@@ -105,13 +92,7 @@ public final class EntityRef<C, R, Err> {
    *     failure
    */
   public CompletionStage<Reply<R, Err>> ask(C command, Duration timeout) {
-    PendingAsk<R, Err> ask = new PendingAsk<>(lifecycle);
-    lifecycle.pending.add(ask);
-    EntityException stopError = lifecycle.stopError;
-    if (stopError != null) {
-      ask.completeExceptionally(stopError);
-      return ask;
-    }
+    PendingAsk<R, Err> ask = new PendingAsk<>();
     ask.timer =
         scheduler.scheduleOnce(
             timeout,
@@ -122,9 +103,9 @@ public final class EntityRef<C, R, Err> {
                         "no reply from [" + persistenceId + "] within [" + timeout.toMillis() + " ms]",
                         new TimeoutException())),
             executor);
-    // The entity completes the stage on its dispatcher thread: continuations of the non-async
-    // methods run there (never on the JDK's common pool), without an extra task hop.
-    ref.tell(new Ask<C, R, Err>(command, ask::answer));
+    // A command that reaches a stopped entity comes back as a failure through the dead-letter
+    // listener, so no per-ask bookkeeping is needed for that case.
+    ref.tell(new Ask<C, R, Err>(persistenceId, command, ask::answer));
     return ask;
   }
 
@@ -153,40 +134,19 @@ public final class EntityRef<C, R, Err> {
     return "EntityRef[" + persistenceId + "]";
   }
 
-  /** One ask in flight: removes itself from the pending set and cancels its timer when done. */
+  /** One ask in flight: cancels its timer when answered. */
   private static final class PendingAsk<R, Err> extends CompletableFuture<Reply<R, Err>> {
-    private final Lifecycle lifecycle;
     volatile Cancellable timer;
 
-    PendingAsk(Lifecycle lifecycle) {
-      this.lifecycle = lifecycle;
-    }
-
     void answer(Reply<R, Err> reply) {
+      Cancellable t = timer;
+      if (t != null) {
+        t.cancel();
+      }
       if (reply instanceof Reply.Failed<R, Err> failed) {
         completeExceptionally(failed.error());
       } else {
         complete(reply);
-      }
-    }
-
-    @Override
-    public boolean complete(Reply<R, Err> value) {
-      cleanUp();
-      return super.complete(value);
-    }
-
-    @Override
-    public boolean completeExceptionally(Throwable ex) {
-      cleanUp();
-      return super.completeExceptionally(ex);
-    }
-
-    private void cleanUp() {
-      lifecycle.pending.remove(this);
-      Cancellable t = timer;
-      if (t != null) {
-        t.cancel();
       }
     }
   }

@@ -122,4 +122,28 @@ class EntityRefTest {
       assertThat(await(replies.get(i)).acceptedValue()).hasSize(i + 1).endsWith("i" + i);
     }
   }
+
+  @Test
+  @DisplayName("fails every pipelined ask promptly when a write fails")
+  void pipelinedAsksFailWithWrite() {
+    var ref = spawn();
+    var journal = (io.eventsourced.journal.InMemoryJournal) Persistence.get(testKit.system()).journal();
+    await(ref.ask(new Tally.Add("a")));
+    journal.pauseWrites();
+    List<CompletionStage<Reply<List<String>, Tally.Error>>> asks;
+    try {
+      asks = java.util.stream.IntStream.range(0, 20).mapToObj(i -> ref.ask(new Tally.Add("b" + i))).toList();
+      journal.failNextWrite(ref.persistenceId());
+    } finally {
+      journal.resumeWrites();
+    }
+    long start = System.nanoTime();
+    for (var ask : asks) {
+      assertThat(failure(ask)).isInstanceOf(EntityException.class);
+    }
+    assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(3));
+    await(ref.whenStopped());
+    var again = Entity.spawn(testKit.system(), new Tally(), ref.persistenceId().entityId());
+    assertThat(await(again.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
+  }
 }

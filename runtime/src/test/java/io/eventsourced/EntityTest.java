@@ -358,6 +358,17 @@ class EntityTest {
     testKit.createTestProbe().expectTerminated(entity, Duration.ofSeconds(3));
   }
 
+  @Test
+  @DisplayName("answers a command sent to a stopped entity with a failure instead of silence")
+  void commandToStoppedEntityFails() {
+    var entity = spawn(tally);
+    send(entity, new Tally.Finish());
+    expectAccepted();
+    testKit.createTestProbe().expectTerminated(entity, Duration.ofSeconds(3));
+    send(entity, new Tally.Get());
+    assertThat(expectFailed()).hasMessageContaining("stopped");
+  }
+
   /** Serializes test fixtures the way the entity does, to write records by hand. */
   private final class Serde {
     private final org.apache.pekko.serialization.Serialization serialization =

@@ -137,19 +137,27 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
   @SuppressWarnings("unchecked")
   public Receive<Object> createReceive() {
     return newReceiveBuilder()
-        .onMessage(Ask.class, ask -> onCommand((Ask<C, R, Err>) ask))
+        .onMessage(Ask.class, ask -> same(onCommand((Ask<C, R, Err>) ask)))
         .onMessage(
             EntityCommand.class,
             command -> {
               EntityCommand<C, R, Err> typed = (EntityCommand<C, R, Err>) command;
-              return onCommand(new Ask<>(typed.command(), typed.replyTo()::tell));
+              return same(onCommand(new Ask<>(persistenceId, typed.command(), typed.replyTo()::tell)));
             })
-        .onMessage(WriteDone.class, this::onWriteDone)
-        .onMessageEquals(STOP, this::onStop)
-        .onMessage(SnapshotLoaded.class, this::onSnapshotLoaded)
-        .onMessage(Recovered.class, this::onRecovered)
-        .onSignal(PostStop.class, signal -> onPostStop())
+        .onMessage(WriteDone.class, done -> same(onWriteDone(done)))
+        .onMessageEquals(STOP, () -> same(onStop()))
+        .onMessage(SnapshotLoaded.class, loaded -> same(onSnapshotLoaded(loaded)))
+        .onMessage(Recovered.class, recovered -> same(onRecovered(recovered)))
+        .onSignal(PostStop.class, signal -> same(onPostStop()))
         .build();
+  }
+
+  /**
+   * Handlers return {@code this} to stay; Pekko's {@code same()} lets the supervision
+   * interceptor keep its wrapper instead of re-wrapping the behavior for every message.
+   */
+  private Behavior<Object> same(Behavior<Object> next) {
+    return next == this ? Behaviors.same() : next;
   }
 
   // ------------------------------------------------------------------------------ recovery

@@ -23,6 +23,7 @@ public final class EventsourcedRuntime implements Extension {
     this.settings = EntitySettings.fromConfig(system.settings().config());
     this.plugins = new PluginRegistry(system);
     this.serde = new Serde(system);
+    DeadLetterReplies.start(system);
   }
 
   /**

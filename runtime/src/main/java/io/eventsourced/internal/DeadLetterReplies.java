@@ -1,0 +1,58 @@
+package io.eventsourced.internal;
+
+import io.eventsourced.EntityCommand;
+import io.eventsourced.EntityException;
+import io.eventsourced.Reply;
+import org.apache.pekko.actor.AllDeadLetters;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+
+/**
+ * Answers commands that reached a stopped entity (dead letters) with a technical failure, so a
+ * caller learns at once that the entity is gone instead of waiting for its timeout. This costs
+ * nothing per command: only undeliverable messages pass through here.
+ */
+final class DeadLetterReplies {
+
+  private DeadLetterReplies() {}
+
+  static void start(ActorSystem<?> system) {
+    ActorRef<AllDeadLetters> listener =
+        system.systemActorOf(behavior(), "eventsourced-dead-letter-replies", Props.empty());
+    system.eventStream().tell(new EventStream.Subscribe<>(AllDeadLetters.class, listener));
+  }
+
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  private static Behavior<AllDeadLetters> behavior() {
+    return Behaviors.receive(AllDeadLetters.class)
+        .onMessage(
+            AllDeadLetters.class,
+            dead -> {
+              Object message = dead.message();
+              if (message instanceof Ask ask) {
+                ask.replyTo()
+                    .accept(
+                        new Reply.Failed<>(
+                            new EntityException(
+                                ask.persistenceId(),
+                                "entity [" + ask.persistenceId() + "] is stopped; the command was not handled",
+                                null)));
+              } else if (message instanceof EntityCommand command) {
+                command
+                    .replyTo()
+                    .tell(
+                        new Reply.Failed<>(
+                            new EntityException(
+                                null,
+                                "entity at [" + dead.recipient().path() + "] is stopped; the command was not handled",
+                                null)));
+              }
+              return Behaviors.same();
+            })
+        .build();
+  }
+}
