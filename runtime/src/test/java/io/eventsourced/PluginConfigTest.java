@@ -84,4 +84,16 @@ class PluginConfigTest {
         .hasMessageContaining("[no.such.dispatcher]")
         .hasMessageContaining("[no-dispatcher.plugin-dispatcher]");
   }
+
+  @Test
+  @DisplayName("lets an entity use a journal other than the default one")
+  void entityNamesItsJournal() throws Exception {
+    String id = java.util.UUID.randomUUID().toString();
+    var ref = Entity.spawn(testKit.system(), new Tally(0, "second-journal"), id);
+    assertThat(ref.ask(new Tally.Add("x")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS).isAccepted()).isTrue();
+    PersistenceId pid = PersistenceId.of("tally", id);
+    Persistence persistence = Persistence.get(testKit.system());
+    assertThat(persistence.journal("second-journal").highestSequenceNr(pid).toCompletableFuture().get()).isEqualTo(1L);
+    assertThat(persistence.journal().highestSequenceNr(pid).toCompletableFuture().get()).isZero();
+  }
 }

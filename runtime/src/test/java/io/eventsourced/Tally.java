@@ -46,13 +46,24 @@ final class Tally implements EventSourced<Tally.Command, Tally.Event, Tally.Stat
   record EmptyItem() implements Error {}
 
   private final long snapshotEvery;
+  private final String journalPluginId;
 
   Tally() {
     this(0);
   }
 
   Tally(long snapshotEvery) {
+    this(snapshotEvery, "");
+  }
+
+  Tally(long snapshotEvery, String journalPluginId) {
     this.snapshotEvery = snapshotEvery;
+    this.journalPluginId = journalPluginId;
+  }
+
+  @Override
+  public String journalPluginId() {
+    return journalPluginId;
   }
 
   @Override
