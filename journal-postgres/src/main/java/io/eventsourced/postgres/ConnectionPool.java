@@ -8,6 +8,7 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Duration;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 import javax.sql.DataSource;
@@ -26,12 +27,15 @@ final class ConnectionPool {
   /** Advisory lock key that serialises concurrent setups (two JVMs starting at once). */
   private static final long SETUP_LOCK = 0x6576656e74736f75L; // "eventsou"
 
-  private static final Map<Key, ConnectionPool> shared = new HashMap<>(); // guarded by itself
+  /**
+   * Pools by actor system (by identity: two systems of the same name are still two) and
+   * settings; guarded by itself.
+   */
+  private static final Map<ActorSystem<?>, Map<Key, ConnectionPool>> shared = new IdentityHashMap<>();
   private static final AtomicInteger poolNumber = new AtomicInteger();
 
   /** What makes two plugins' pools interchangeable. */
   private record Key(
-      ActorSystem<?> system,
       String url,
       String user,
       String password,
@@ -41,8 +45,8 @@ final class ConnectionPool {
       Duration socketTimeout,
       Duration maxLifetime) {
 
-    static Key of(ActorSystem<?> system, PostgresSettings s) {
-      return new Key(system, s.url(), s.user(), s.password(), s.sslMode(), s.poolSize(),
+    static Key of(PostgresSettings s) {
+      return new Key(s.url(), s.user(), s.password(), s.sslMode(), s.poolSize(),
           s.connectionTimeout(), s.socketTimeout(), s.maxLifetime());
     }
 
@@ -52,11 +56,13 @@ final class ConnectionPool {
     }
   }
 
+  private final ActorSystem<?> system;
   private final Key key;
   private final HikariDataSource dataSource;
   private int references; // guarded by shared
 
-  private ConnectionPool(Key key, HikariDataSource dataSource) {
+  private ConnectionPool(ActorSystem<?> system, Key key, HikariDataSource dataSource) {
+    this.system = system;
     this.key = key;
     this.dataSource = dataSource;
   }
@@ -69,12 +75,20 @@ final class ConnectionPool {
    *     cannot be reached or refuses the login
    */
   static ConnectionPool acquire(ActorSystem<?> system, PostgresSettings settings) {
-    Key key = Key.of(system, settings);
+    Key key = Key.of(settings);
     synchronized (shared) {
-      ConnectionPool pool = shared.get(key);
+      Map<Key, ConnectionPool> pools = shared.computeIfAbsent(system, k -> new HashMap<>());
+      ConnectionPool pool = pools.get(key);
       if (pool == null) {
-        pool = new ConnectionPool(key, open(settings));
-        shared.put(key, pool);
+        try {
+          pool = new ConnectionPool(system, key, open(settings));
+        } catch (RuntimeException e) {
+          if (pools.isEmpty()) {
+            shared.remove(system);
+          }
+          throw e;
+        }
+        pools.put(key, pool);
       }
       pool.references++;
       return pool;
@@ -91,7 +105,11 @@ final class ConnectionPool {
     synchronized (shared) {
       last = --references == 0;
       if (last) {
-        shared.remove(key);
+        Map<Key, ConnectionPool> pools = shared.get(system);
+        pools.remove(key);
+        if (pools.isEmpty()) {
+          shared.remove(system);
+        }
       }
     }
     if (last) {
@@ -118,6 +136,13 @@ final class ConnectionPool {
     config.setMaxLifetime(s.maxLifetime().toMillis());
     // Connect once now, so that a wrong password or an unreachable server fails plugin start.
     config.setInitializationFailTimeout(1);
+    // The plugins' statements are few and fixed and their best plans do not depend on the
+    // values: generic plans save planning every batch (PostgreSQL would otherwise keep making
+    // custom plans for the array-unnesting insert).
+    config.setConnectionInitSql("SET plan_cache_mode = force_generic_plan");
+    // Server-side prepared statements with binary transfer from the first execution: replay
+    // reads bytea and numbers without text decoding.
+    config.addDataSourceProperty("prepareThreshold", "-1");
     config.addDataSourceProperty("sslmode", s.sslMode());
     config.addDataSourceProperty("ApplicationName", "eventsourced");
     config.addDataSourceProperty("tcpKeepAlive", "true");

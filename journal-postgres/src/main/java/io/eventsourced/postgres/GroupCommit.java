@@ -56,13 +56,21 @@ final class GroupCommit {
   private final Sql sql;
   private final int maxBatchSize;
   private final int maxInFlight;
+  private final StoredSequenceNrs storedSequenceNrs;
 
   private final ArrayDeque<Pending> queue = new ArrayDeque<>(); // guarded by this
   private int inFlight; // writers running; guarded by this
   private boolean closed; // guarded by this
 
-  GroupCommit(DataSource dataSource, Executor executor, Sql sql, int maxBatchSize, int maxInFlight) {
+  GroupCommit(
+      DataSource dataSource,
+      Executor executor,
+      Sql sql,
+      int maxBatchSize,
+      int maxInFlight,
+      StoredSequenceNrs storedSequenceNrs) {
     this.dataSource = dataSource;
+    this.storedSequenceNrs = storedSequenceNrs;
     this.executor = executor;
     this.sql = sql;
     this.maxBatchSize = maxBatchSize;
@@ -275,24 +283,26 @@ final class GroupCommit {
     return landed;
   }
 
-  private static void bind(Connection c, PreparedStatement ps, List<Pending> writes)
+  private void bind(Connection c, PreparedStatement ps, List<Pending> writes)
       throws SQLException {
     int n = events(writes);
     String[] types = new String[n];
     String[] ids = new String[n];
     Long[] sequenceNrs = new Long[n];
-    Long[] expected = new Long[n];
+    Long[] checks = new Long[n];
     Integer[] serializerIds = new Integer[n];
     String[] manifests = new String[n];
     byte[][] payloads = new byte[n][];
     int i = 0;
     for (Pending p : writes) {
       AtomicWrite w = p.write;
+      long check =
+          storedSequenceNrs.isStored(w.persistenceId(), w.expectedSequenceNr()) ? 0 : w.expectedSequenceNr();
       for (PersistentRepr e : w.events()) {
         types[i] = w.persistenceId().typeName();
         ids[i] = w.persistenceId().entityId();
         sequenceNrs[i] = e.sequenceNr();
-        expected[i] = w.expectedSequenceNr();
+        checks[i] = check;
         serializerIds[i] = e.serializerId();
         manifests[i] = e.manifest();
         payloads[i] = e.payload();
@@ -302,7 +312,7 @@ final class GroupCommit {
     ps.setArray(1, c.createArrayOf("text", types));
     ps.setArray(2, c.createArrayOf("text", ids));
     ps.setArray(3, c.createArrayOf("int8", sequenceNrs));
-    ps.setArray(4, c.createArrayOf("int8", expected));
+    ps.setArray(4, c.createArrayOf("int8", checks));
     ps.setArray(5, c.createArrayOf("int4", serializerIds));
     ps.setArray(6, c.createArrayOf("text", manifests));
     ps.setArray(7, c.createArrayOf("bytea", payloads));
@@ -318,6 +328,7 @@ final class GroupCommit {
           rs.next();
           actual = rs.getLong(1);
         }
+        storedSequenceNrs.stored(p.write.persistenceId(), actual);
         c.rollback();
       } catch (SQLException e) {
         // Only the message loses the actual value; the conflict itself is certain.
@@ -331,8 +342,9 @@ final class GroupCommit {
     }
   }
 
-  private static void succeed(List<Pending> writes) {
+  private void succeed(List<Pending> writes) {
     for (Pending p : writes) {
+      storedSequenceNrs.stored(p.write.persistenceId(), p.write.highestSequenceNr());
       p.promise.complete(Done.getInstance());
     }
   }

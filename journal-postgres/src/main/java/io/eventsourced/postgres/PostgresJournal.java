@@ -46,11 +46,15 @@ import org.slf4j.LoggerFactory;
 public final class PostgresJournal implements Journal {
   private static final Logger log = LoggerFactory.getLogger(PostgresJournal.class);
 
+  /** Entities whose stored sequenceNr is remembered to skip gap checks (about 10 MB at most). */
+  private static final int STORED_CAPACITY = 100_000;
+
   private final PostgresSettings settings;
   private final Executor dispatcher;
   private final ConnectionPool pool;
   private final Sql sql;
   private final GroupCommit writer;
+  private final StoredSequenceNrs storedSequenceNrs = new StoredSequenceNrs(STORED_CAPACITY);
   private final AtomicBoolean closed = new AtomicBoolean();
 
   /**
@@ -75,7 +79,12 @@ public final class PostgresJournal implements Journal {
     }
     this.writer =
         new GroupCommit(
-            pool.dataSource(), dispatcher, sql, settings.maxBatchSize(), settings.maxInFlightBatches());
+            pool.dataSource(),
+            dispatcher,
+            sql,
+            settings.maxBatchSize(),
+            settings.maxInFlightBatches(),
+            storedSequenceNrs);
     log.info(
         "Started PostgreSQL journal [{}] on table [{}] at [{}]",
         context.configPath(), sql.journal, settings.safeUrl());
@@ -88,6 +97,11 @@ public final class PostgresJournal implements Journal {
    */
   public PostgresSettings settings() {
     return settings;
+  }
+
+  /** The connection pool, possibly shared with the other plugin; for tests. */
+  ConnectionPool pool() {
+    return pool;
   }
 
   @Override
@@ -153,6 +167,10 @@ public final class PostgresJournal implements Journal {
             next = sequenceNr + 1;
           }
         }
+        if (next > Math.max(from, 1)) {
+          // Delivered events up to next - 1: those rows exist.
+          storedSequenceNrs.stored(id, next - 1);
+        }
       } finally {
         c.rollback();
       }
@@ -175,7 +193,9 @@ public final class PostgresJournal implements Journal {
           ps.setString(2, persistenceId.entityId());
           try (ResultSet rs = ps.executeQuery()) {
             rs.next();
-            result.complete(rs.getLong(1));
+            long highest = rs.getLong(1);
+            storedSequenceNrs.stored(persistenceId, highest);
+            result.complete(highest);
           }
         } finally {
           c.rollback();

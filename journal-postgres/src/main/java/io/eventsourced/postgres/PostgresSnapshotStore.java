@@ -79,6 +79,11 @@ public final class PostgresSnapshotStore implements SnapshotStore {
     return settings;
   }
 
+  /** The connection pool, possibly shared with the other plugin; for tests. */
+  ConnectionPool pool() {
+    return pool;
+  }
+
   @Override
   public CompletionStage<Done> save(SnapshotRecord snapshot) {
     PersistenceId id = snapshot.persistenceId();

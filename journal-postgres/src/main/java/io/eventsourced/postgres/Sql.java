@@ -51,20 +51,27 @@ final class Sql {
                 "journal_ordering_index",
                 settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX));
 
-    // One statement per batch, whatever its size: the arrays are unnested server-side. A write
-    // lands only if its expected sequenceNr is stored (or 0): that rules out gaps. Rows already
-    // stored (a stale expected sequenceNr) are skipped by ON CONFLICT instead of aborting the
-    // transaction, so one entity's conflict never fails the other entities of the batch; the
-    // caller sees it as a write whose rows did not all land.
+    // One statement per batch, whatever its size: the arrays are unnested server-side.
+    // Optimistic concurrency per write, without aborting the batch:
+    // - a stale expected sequenceNr means row expected+1 exists: ON CONFLICT skips the write's
+    //   rows instead of failing the transaction, so other entities of the batch are unaffected;
+    // - an expected sequenceNr beyond the highest would leave a gap: the write's rows carry
+    //   check_nr = expected, and land only if that row exists. The journal sends check_nr = 0
+    //   when it already knows the row exists (it stored or read it; rows are never deleted),
+    //   which saves the probe in the steady state.
+    // The caller sees a conflict as a write whose rows did not all land.
+    // The probe is a scalar subquery on purpose: PostgreSQL may turn an EXISTS into a "hashed
+    // SubPlan" that scans the whole table, and a generic plan made while the table was small
+    // keeps doing so as it grows; a scalar subquery is always one primary key probe.
     String insert =
         "INSERT INTO " + journal
             + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
             + " SELECT w.type_name, w.entity_id, w.sequence_nr, w.serializer_id, w.manifest, w.payload"
             + " FROM unnest(?::text[], ?::text[], ?::int8[], ?::int8[], ?::int4[], ?::text[], ?::bytea[])"
-            + " AS w(type_name, entity_id, sequence_nr, expected_nr, serializer_id, manifest, payload)"
-            + " WHERE w.expected_nr = 0 OR EXISTS (SELECT 1 FROM " + journal + " e"
+            + " AS w(type_name, entity_id, sequence_nr, check_nr, serializer_id, manifest, payload)"
+            + " WHERE w.check_nr = 0 OR (SELECT e.sequence_nr FROM " + journal + " e"
             + " WHERE e.type_name = w.type_name AND e.entity_id = w.entity_id"
-            + " AND e.sequence_nr = w.expected_nr)"
+            + " AND e.sequence_nr = w.check_nr) IS NOT NULL"
             + " ON CONFLICT DO NOTHING";
     appendBatch = insert;
     appendBatchReturning = insert + " RETURNING type_name, entity_id";

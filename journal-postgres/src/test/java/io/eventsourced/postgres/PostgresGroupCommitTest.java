@@ -1,0 +1,208 @@
+package io.eventsourced.postgres;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.eventsourced.Persistence;
+import io.eventsourced.PersistenceId;
+import io.eventsourced.journal.AtomicWrite;
+import io.eventsourced.journal.ConcurrencyConflictException;
+import io.eventsourced.journal.Journal;
+import io.eventsourced.journal.PersistentRepr;
+import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+@DisplayName("The PostgreSQL journal's group commit")
+class PostgresGroupCommitTest {
+  private static final String SCHEMA = PostgresTestSupport.freshSchema("group_commit");
+  private static ActorTestKit testKit;
+  private static ActorTestKit secondProcess;
+
+  @BeforeAll
+  static void start() {
+    PostgresTestSupport.requireServer();
+    // One batch at a time, so that writes queued behind a blocked batch form the next batch.
+    testKit = PostgresTestSupport.testKit(SCHEMA, "eventsourced.postgres.max-in-flight-batches = 1");
+    secondProcess = PostgresTestSupport.testKit(SCHEMA, "");
+  }
+
+  @AfterAll
+  static void shutdown() {
+    if (testKit != null) {
+      testKit.shutdownTestKit();
+      secondProcess.shutdownTestKit();
+      PostgresTestSupport.dropSchema(SCHEMA);
+    }
+  }
+
+  private static Journal journal() {
+    return Persistence.get(testKit.system()).journal();
+  }
+
+  private static PersistenceId freshId() {
+    return PersistenceId.of("batch", UUID.randomUUID().toString());
+  }
+
+  private static AtomicWrite write(PersistenceId id, long expected, int count) {
+    List<PersistentRepr> events = new ArrayList<>();
+    for (int i = 1; i <= count; i++) {
+      events.add(new PersistentRepr(id, expected + i, 4, "", (id + "#" + (expected + i)).getBytes(StandardCharsets.UTF_8)));
+    }
+    return new AtomicWrite(id, expected, events);
+  }
+
+  private static List<Long> stored(Journal journal, PersistenceId id) throws Exception {
+    List<Long> seqs = new ArrayList<>();
+    journal.replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> seqs.add(e.sequenceNr()))
+        .toCompletableFuture().get(10, TimeUnit.SECONDS);
+    return seqs;
+  }
+
+  /** Stores events 1..n of an entity directly, so the journal has not seen them. */
+  private static void storeDirectly(Connection c, PersistenceId id, int n) throws Exception {
+    try (PreparedStatement ps =
+        c.prepareStatement(
+            "INSERT INTO " + Sql.quote(SCHEMA) + ".event_journal"
+                + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
+                + " VALUES (?, ?, ?, 4, '', ?)")) {
+      for (int seq = 1; seq <= n; seq++) {
+        ps.setString(1, id.typeName());
+        ps.setString(2, id.entityId());
+        ps.setLong(3, seq);
+        ps.setBytes(4, (id + "#" + seq).getBytes(StandardCharsets.UTF_8));
+        ps.addBatch();
+      }
+      ps.executeBatch();
+    }
+  }
+
+  private static Throwable outcome(CompletableFuture<?> f) throws Exception {
+    try {
+      f.get(20, TimeUnit.SECONDS);
+      return null;
+    } catch (ExecutionException e) {
+      return e.getCause();
+    }
+  }
+
+  @Test
+  @DisplayName("fails only the conflicting writes of a batch, stores none of their events, and stores the others")
+  void conflictsInOneBatch() throws Exception {
+    PersistenceId blocker = freshId();
+    List<PersistenceId> good = new ArrayList<>();
+    List<PersistenceId> seen = new ArrayList<>();
+    List<PersistenceId> unseen = new ArrayList<>();
+    for (int i = 0; i < 10; i++) {
+      good.add(freshId());
+    }
+    for (int i = 0; i < 4; i++) {
+      seen.add(freshId());
+      unseen.add(freshId());
+    }
+    // Five events each: through the journal (it knows they are stored) and behind its back.
+    for (PersistenceId id : seen) {
+      journal().append(write(id, 0, 5)).toCompletableFuture().get(10, TimeUnit.SECONDS);
+    }
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+      for (PersistenceId id : unseen) {
+        storeDirectly(c, id, 5);
+      }
+      // Hold the blocker's first row in an open transaction: the journal's next batch waits on
+      // it, and everything appended meanwhile queues up for the batch after it.
+      c.setAutoCommit(false);
+      storeDirectly(c, blocker, 1);
+      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
+      Thread.sleep(300);
+
+      List<CompletableFuture<?>> goodWrites = new ArrayList<>();
+      for (PersistenceId id : good) {
+        goodWrites.add(journal().append(write(id, 0, 2)).toCompletableFuture());
+      }
+      List<CompletableFuture<?>> conflicting = new ArrayList<>();
+      for (List<PersistenceId> ids : List.of(seen, unseen)) {
+        // stale: 4 and 5 exist
+        conflicting.add(journal().append(write(ids.get(0), 3, 2)).toCompletableFuture());
+        // stale, and its last event 6 would be new: must not land partly
+        conflicting.add(journal().append(write(ids.get(1), 3, 3)).toCompletableFuture());
+        // ahead: 8 would leave a gap after 5
+        conflicting.add(journal().append(write(ids.get(2), 7, 1)).toCompletableFuture());
+        // fresh writer on an existing entity
+        conflicting.add(journal().append(write(ids.get(3), 0, 1)).toCompletableFuture());
+      }
+      assertThat(blocked).isNotDone();
+      c.commit();
+      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      for (CompletableFuture<?> f : goodWrites) {
+        assertThat(outcome(f)).isNull();
+      }
+      for (CompletableFuture<?> f : conflicting) {
+        assertThat(outcome(f)).isInstanceOf(ConcurrencyConflictException.class);
+      }
+    }
+    for (PersistenceId id : good) {
+      assertThat(stored(journal(), id)).containsExactly(1L, 2L);
+    }
+    for (PersistenceId id : seen) {
+      assertThat(stored(journal(), id)).containsExactly(1L, 2L, 3L, 4L, 5L);
+    }
+    for (PersistenceId id : unseen) {
+      assertThat(stored(journal(), id)).containsExactly(1L, 2L, 3L, 4L, 5L);
+    }
+    // The conflict reports what is stored.
+    Throwable stale = outcome(journal().append(write(seen.get(0), 2, 1)).toCompletableFuture());
+    assertThat(((ConcurrencyConflictException) stale).actualSequenceNr()).isEqualTo(5);
+  }
+
+  @Test
+  @DisplayName("lets exactly one of two journals (two processes) win each race for the same entity")
+  void twoProcessesRace() throws Exception {
+    Journal other = Persistence.get(secondProcess.system()).journal();
+    for (int round = 0; round < 20; round++) {
+      PersistenceId id = freshId();
+      journal().append(write(id, 0, 1)).toCompletableFuture().get(10, TimeUnit.SECONDS);
+      other.highestSequenceNr(id).toCompletableFuture().get(10, TimeUnit.SECONDS);
+      CompletableFuture<?> a = journal().append(write(id, 1, 2)).toCompletableFuture();
+      CompletableFuture<?> b = other.append(write(id, 1, 1)).toCompletableFuture();
+      Throwable errorA = outcome(a);
+      Throwable errorB = outcome(b);
+      assertThat(errorA == null ^ errorB == null).as("exactly one wins: %s / %s", errorA, errorB).isTrue();
+      assertThat(errorA == null ? errorB : errorA).isInstanceOf(ConcurrencyConflictException.class);
+      assertThat(stored(other, id)).containsExactlyElementsOf(errorA == null ? List.of(1L, 2L, 3L) : List.of(1L, 2L));
+    }
+  }
+
+  @Test
+  @DisplayName("stores 200 concurrent single-event writes of 200 entities in far fewer transactions")
+  void batchesConcurrentWrites() throws Exception {
+    String type = "batch-" + UUID.randomUUID();
+    List<CompletableFuture<?>> writes = new ArrayList<>();
+    for (int i = 0; i < 200; i++) {
+      writes.add(journal().append(write(PersistenceId.of(type, "e" + i), 0, 1)).toCompletableFuture());
+    }
+    CompletableFuture.allOf(writes.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
+    // Rows inserted by one transaction share its id (xmin).
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        PreparedStatement ps =
+            c.prepareStatement(
+                "SELECT count(*), count(DISTINCT xmin::text) FROM " + Sql.quote(SCHEMA) + ".event_journal"
+                    + " WHERE type_name = ?")) {
+      ps.setString(1, type);
+      try (var rs = ps.executeQuery()) {
+        rs.next();
+        assertThat(rs.getLong(1)).isEqualTo(200);
+        assertThat(rs.getLong(2)).as("transactions that stored 200 writes").isLessThan(50);
+      }
+    }
+  }
+}

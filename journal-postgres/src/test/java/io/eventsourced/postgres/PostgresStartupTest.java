@@ -1,0 +1,181 @@
+package io.eventsourced.postgres;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import io.eventsourced.Persistence;
+import io.eventsourced.journal.Journal;
+import io.eventsourced.snapshot.SnapshotStore;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.time.Duration;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+@DisplayName("The PostgreSQL plugins at start")
+class PostgresStartupTest {
+  private static final String SCHEMA = PostgresTestSupport.freshSchema("startup");
+
+  @BeforeAll
+  static void start() {
+    PostgresTestSupport.requireServer();
+  }
+
+  @AfterAll
+  static void dropSchema() {
+    PostgresTestSupport.dropSchema(SCHEMA);
+  }
+
+  @Test
+  @DisplayName("read the documented defaults from reference.conf")
+  void defaults() {
+    Config reference = ConfigFactory.parseString("").withFallback(ConfigFactory.defaultReferenceUnresolved()).resolve();
+    PostgresSettings s =
+        PostgresSettings.fromConfig(reference.getConfig("eventsourced.journal.postgres"), "eventsourced.journal.postgres");
+    if (System.getenv("EVENTSOURCED_POSTGRES_URL") == null) {
+      assertThat(s.url()).isEqualTo("jdbc:postgresql://127.0.0.1:5432/postgres");
+    }
+    if (System.getenv("EVENTSOURCED_POSTGRES_PASSWORD") == null) {
+      assertThat(s.password()).isNull();
+    }
+    assertThat(s.journalTable()).isEqualTo("event_journal");
+    assertThat(s.snapshotTable()).isEqualTo("snapshot");
+    assertThat(s.maxBatchSize()).isEqualTo(1000);
+    assertThat(s.connectionTimeout()).isEqualTo(Duration.ofSeconds(5));
+    assertThat(reference.getString("eventsourced.journal.postgres.class")).isEqualTo(PostgresJournal.class.getName());
+    assertThat(reference.getString("eventsourced.snapshot-store.postgres.class")).isEqualTo(PostgresSnapshotStore.class.getName());
+    assertThat(reference.getInt("eventsourced.postgres.dispatcher.thread-pool-executor.fixed-pool-size")).isEqualTo(s.poolSize());
+  }
+
+  @Test
+  @DisplayName("take url, user, password, schema and pool size from the EVENTSOURCED_POSTGRES_* variables")
+  void environmentOverrides() {
+    // HOCON resolves ${?VAR} from the config root before the environment, which lets the test
+    // check the wiring without changing the process environment.
+    Config config =
+        ConfigFactory.parseString(
+                "EVENTSOURCED_POSTGRES_URL = \"jdbc:postgresql://db.example:6543/app\"\n"
+                    + "EVENTSOURCED_POSTGRES_USER = \"app\"\n"
+                    + "EVENTSOURCED_POSTGRES_PASSWORD = \"pw\"\n"
+                    + "EVENTSOURCED_POSTGRES_SCHEMA = \"tenant_a\"\n"
+                    + "EVENTSOURCED_POSTGRES_SSL_MODE = \"require\"\n"
+                    + "EVENTSOURCED_POSTGRES_SETUP = off\n"
+                    + "EVENTSOURCED_POSTGRES_POOL_SIZE = 3\n")
+            .withFallback(ConfigFactory.defaultReferenceUnresolved())
+            .resolve();
+    for (String path : new String[] {"eventsourced.journal.postgres", "eventsourced.snapshot-store.postgres"}) {
+      PostgresSettings s = PostgresSettings.fromConfig(config.getConfig(path), path);
+      assertThat(s.url()).isEqualTo("jdbc:postgresql://db.example:6543/app");
+      assertThat(s.user()).isEqualTo("app");
+      assertThat(s.password()).isEqualTo("pw");
+      assertThat(s.schema()).isEqualTo("tenant_a");
+      assertThat(s.sslMode()).isEqualTo("require");
+      assertThat(s.setup()).isFalse();
+      assertThat(s.poolSize()).isEqualTo(3);
+    }
+    assertThat(config.getInt("eventsourced.postgres.dispatcher.thread-pool-executor.fixed-pool-size")).isEqualTo(3);
+  }
+
+  @Test
+  @DisplayName("reject invalid values naming the full key path")
+  void invalidValues() {
+    String path = "eventsourced.journal.postgres";
+    assertThatThrownBy(() -> settings("eventsourced.postgres.pool-size = 0"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[" + path + ".pool-size]");
+    assertThatThrownBy(() -> settings("eventsourced.postgres.max-in-flight-batches = 9"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[" + path + ".max-in-flight-batches]");
+    assertThatThrownBy(() -> settings("eventsourced.postgres.ssl-mode = sometimes"))
+        .hasMessageContaining("[" + path + ".ssl-mode]");
+    assertThatThrownBy(() -> settings("eventsourced.postgres.url = \"jdbc:mysql://x/y\""))
+        .hasMessageContaining("[" + path + ".url]");
+    assertThatThrownBy(() -> settings("eventsourced.postgres.connection-timeout = soon"))
+        .hasMessageContaining("[" + path + ".connection-timeout]");
+  }
+
+  private static PostgresSettings settings(String overrides) {
+    return PostgresSettings.fromConfig(
+        PostgresTestSupport.config(overrides).getConfig("eventsourced.journal.postgres"), "eventsourced.journal.postgres");
+  }
+
+  @Test
+  @DisplayName("fail with a message naming the URL and user, never the password, when the server is unreachable")
+  void unreachableServer() throws Exception {
+    int port;
+    try (ServerSocket free = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      port = free.getLocalPort();
+    }
+    String url = "jdbc:postgresql://127.0.0.1:" + port + "/postgres";
+    ActorTestKit kit =
+        PostgresTestSupport.testKit(
+            SCHEMA,
+            "eventsourced.postgres.url = \"" + url + "\"\n"
+                + "eventsourced.postgres.password = \"hunter2-secret\"\n"
+                + "eventsourced.postgres.connection-timeout = 1s\n");
+    try {
+      assertThatThrownBy(() -> Persistence.get(kit.system()).journal())
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining("[" + url + "]")
+          .hasMessageContaining("[postgres]")
+          .hasMessageNotContaining("hunter2");
+      assertThatThrownBy(() -> Persistence.get(kit.system()).snapshotStore())
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining("[" + url + "]")
+          .hasMessageNotContaining("hunter2");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  @Test
+  @DisplayName("with setup off, fail naming the missing table")
+  void setupOffMissingTable() {
+    String schema = PostgresTestSupport.freshSchema("nothing");
+    ActorTestKit kit = PostgresTestSupport.testKit(schema, "eventsourced.postgres.setup = off");
+    try {
+      assertThatThrownBy(() -> Persistence.get(kit.system()).journal())
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining(schema)
+          .hasMessageContaining("setup is off");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  @Test
+  @DisplayName("create the schema idempotently, share one pool between journal and snapshot store, and close idempotently")
+  void setupSharingAndClose() throws Exception {
+    ActorTestKit first = PostgresTestSupport.testKit(SCHEMA, "");
+    ActorTestKit second = PostgresTestSupport.testKit(SCHEMA, "");
+    try {
+      Journal journal = Persistence.get(first.system()).journal();
+      SnapshotStore snapshots = Persistence.get(first.system()).snapshotStore();
+      Journal again = Persistence.get(second.system()).journal();
+      assertThat(((PostgresJournal) journal).pool()).isSameAs(((PostgresSnapshotStore) snapshots).pool());
+      assertThat(((PostgresJournal) again).pool()).isNotSameAs(((PostgresJournal) journal).pool());
+      assertThat(again.highestSequenceNr(io.eventsourced.PersistenceId.of("t", "x")).toCompletableFuture().get())
+          .isZero();
+      ActorTestKit third = PostgresTestSupport.testKit(SCHEMA, "eventsourced.postgres.setup = off");
+      try {
+        assertThat(Persistence.get(third.system()).journal()).isInstanceOf(PostgresJournal.class);
+      } finally {
+        third.shutdownTestKit();
+      }
+      again.close();
+      again.close();
+      assertThatThrownBy(() -> again.highestSequenceNr(io.eventsourced.PersistenceId.of("t", "x")).toCompletableFuture().get())
+          .hasMessageContaining("closed");
+      // The first system's pool is unaffected.
+      assertThat(journal.highestSequenceNr(io.eventsourced.PersistenceId.of("t", "x")).toCompletableFuture().get()).isZero();
+    } finally {
+      second.shutdownTestKit();
+      first.shutdownTestKit();
+    }
+  }
+}
