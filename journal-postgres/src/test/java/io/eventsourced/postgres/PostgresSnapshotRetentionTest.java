@@ -1,0 +1,74 @@
+package io.eventsourced.postgres;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.eventsourced.Persistence;
+import io.eventsourced.PersistenceId;
+import io.eventsourced.snapshot.SnapshotRecord;
+import io.eventsourced.snapshot.SnapshotStore;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+@DisplayName("The PostgreSQL snapshot store with snapshot-keep-last = 2")
+class PostgresSnapshotRetentionTest {
+  private static final String SCHEMA = PostgresTestSupport.freshSchema("retention");
+  private static ActorTestKit testKit;
+
+  @BeforeAll
+  static void start() {
+    PostgresTestSupport.requireServer();
+    testKit = PostgresTestSupport.testKit(SCHEMA, "eventsourced.snapshot-store.postgres.snapshot-keep-last = 2");
+  }
+
+  @AfterAll
+  static void shutdown() {
+    if (testKit != null) {
+      testKit.shutdownTestKit();
+      PostgresTestSupport.dropSchema(SCHEMA);
+    }
+  }
+
+  @Test
+  @DisplayName("keeps only the two latest snapshots of each entity")
+  void keepsLastTwo() throws Exception {
+    SnapshotStore store = Persistence.get(testKit.system()).snapshotStore();
+    PersistenceId a = PersistenceId.of("retained", UUID.randomUUID().toString());
+    PersistenceId b = PersistenceId.of("retained", UUID.randomUUID().toString());
+    for (long seq : new long[] {10, 20, 30, 40}) {
+      store.save(new SnapshotRecord(a, seq, 4, "", new byte[] {(byte) seq})).toCompletableFuture().get(10, TimeUnit.SECONDS);
+    }
+    store.save(new SnapshotRecord(b, 5, 4, "", new byte[] {5})).toCompletableFuture().get(10, TimeUnit.SECONDS);
+    assertThat(sequenceNrs(a)).containsExactly(30L, 40L);
+    assertThat(sequenceNrs(b)).containsExactly(5L);
+    assertThat(store.loadLatest(a, 35).toCompletableFuture().get(10, TimeUnit.SECONDS).map(SnapshotRecord::sequenceNr))
+        .contains(30L);
+  }
+
+  private static List<Long> sequenceNrs(PersistenceId id) throws Exception {
+    List<Long> seqs = new ArrayList<>();
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        PreparedStatement ps =
+            c.prepareStatement(
+                "SELECT sequence_nr FROM " + Sql.quote(SCHEMA) + ".snapshot"
+                    + " WHERE type_name = ? AND entity_id = ? ORDER BY sequence_nr")) {
+      ps.setString(1, id.typeName());
+      ps.setString(2, id.entityId());
+      try (ResultSet rs = ps.executeQuery()) {
+        while (rs.next()) {
+          seqs.add(rs.getLong(1));
+        }
+      }
+    }
+    return seqs;
+  }
+}
