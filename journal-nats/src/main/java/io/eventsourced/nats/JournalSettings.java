@@ -20,7 +20,6 @@ record JournalSettings(
     boolean setup,
     int publishRetries,
     Duration retryBackoff,
-    int replayBatchSize,
     int positionCacheSize) {
 
   static JournalSettings fromConfig(Config config, String path) {
@@ -50,10 +49,6 @@ record JournalSettings(
     if (retries < 0) {
       throw new IllegalArgumentException("[" + path + ".publish-retries] must be >= 0, was [" + retries + "]");
     }
-    int batch = NatsSettings.integer(config, path, "replay-batch-size");
-    if (batch < 1) {
-      throw new IllegalArgumentException("[" + path + ".replay-batch-size] must be >= 1, was [" + batch + "]");
-    }
     int cache = NatsSettings.integer(config, path, "position-cache-size");
     if (cache < 0) {
       throw new IllegalArgumentException(
@@ -71,7 +66,6 @@ record JournalSettings(
         NatsSettings.bool(config, path, "setup"),
         retries,
         NatsSettings.duration(config, path, "retry-backoff"),
-        batch,
         cache);
   }
 

@@ -13,9 +13,8 @@ import io.nats.client.JetStreamApiException;
 import io.nats.client.JetStreamManagement;
 import io.nats.client.Message;
 import io.nats.client.PublishOptions;
-import io.nats.client.PullRequestOptions;
-import io.nats.client.Subscription;
-import io.nats.client.api.AckPolicy;
+import io.nats.client.JetStreamSubscription;
+import io.nats.client.PushSubscribeOptions;
 import io.nats.client.api.ConsumerConfiguration;
 import io.nats.client.api.DeliverPolicy;
 import io.nats.client.api.DiscardPolicy;
@@ -74,8 +73,9 @@ import org.slf4j.LoggerFactory;
  *       are in flight at once, each caller waiting only for its own acknowledgement.
  *   <li>Replay looks up the subject's last message (which also gives the highest sequence
  *       number), finds the start message by binary search over the subject (for replays that do
- *       not start at 1), then pulls the subject through an ephemeral consumer in large batches
- *       and stops at the highest sequence number.
+ *       not start at 1), then streams the subject through an ordered consumer (ephemeral,
+ *       flow-controlled, filtered to the subject) and stops at the highest sequence number. A
+ *       write that holds everything asked for is served from the last message alone.
  * </ul>
  *
  * <p>Blocking calls (lookups, replays, setup) run on the plugin dispatcher; completions of the
@@ -98,7 +98,6 @@ public final class NatsJournal implements Journal {
   private final Executor dispatcher;
   private final JournalSettings settings;
   private final String subjectPrefix;
-  private final String pullSubjectPrefix;
   private final Map<PersistenceId, Position> positions = new ConcurrentHashMap<>();
   private final String writerId;
   private final AtomicLong writeCounter = new AtomicLong();
@@ -123,7 +122,6 @@ public final class NatsJournal implements Journal {
     this.settings = settings;
     this.dispatcher = context.dispatcher();
     this.subjectPrefix = settings.subjectPrefix() + ".";
-    this.pullSubjectPrefix = "$JS.API.CONSUMER.MSG.NEXT." + settings.stream() + ".";
     this.writerId = Long.toString(ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE, 36);
     this.shared =
         SharedConnection.acquire(context.system(), settings.connection(), context.keyPath("connection"));
@@ -641,68 +639,50 @@ public final class NatsJournal implements Journal {
       }
     }
 
+    /**
+     * Streams the subject from a stream sequence through an ordered consumer: an ephemeral,
+     * flow-controlled push consumer filtered to the subject that the client recreates from the
+     * last seen position if a message goes missing, so delivery is gap-free and in order.
+     */
     void consume(long startStreamSequence, long end) throws InterruptedException {
-      ConsumerConfiguration.Builder config =
-          ConsumerConfiguration.builder()
-              .filterSubject(subject)
-              .ackPolicy(AckPolicy.None)
-              .memStorage(true)
-              .numReplicas(1)
-              .inactiveThreshold(Duration.ofSeconds(30));
+      ConsumerConfiguration.Builder config = ConsumerConfiguration.builder();
       if (startStreamSequence > 0) {
         config.deliverPolicy(DeliverPolicy.ByStartSequence).startSequence(startStreamSequence);
       } else {
         config.deliverPolicy(DeliverPolicy.All);
       }
-      String inbox = connection.createInbox();
-      Subscription subscription = connection.subscribe(inbox);
-      // Bounded by the batch size below, so the client never drops replay messages.
-      subscription.setPendingLimits(-1, -1);
-      String consumer = null;
+      PushSubscribeOptions options =
+          PushSubscribeOptions.builder().stream(settings.stream()).ordered(true).configuration(config.build()).build();
+      JetStreamSubscription subscription;
       try {
-        consumer = management.createConsumer(settings.stream(), config.build()).getName();
-        String pullSubject = pullSubjectPrefix + consumer;
-        int batch = settings.replayBatchSize();
-        Duration wait = settings.connection().requestTimeout();
-        byte[] pull = PullRequestOptions.builder(batch).expiresIn(wait.multipliedBy(2)).build().toJson().getBytes(StandardCharsets.UTF_8);
-        long outstanding = 0;
+        subscription = jetStream.subscribe(subject, options);
+      } catch (IOException | JetStreamApiException | IllegalStateException e) {
+        throw replayError("cannot start reading", e);
+      }
+      Duration wait = settings.connection().requestTimeout();
+      try {
         while (true) {
-          // Keep one batch ahead so the server streams while events are applied.
-          if (outstanding <= batch / 2) {
-            connection.publish(pullSubject, inbox, pull);
-            outstanding += batch;
-          }
-          Message m = subscription.nextMessage(wait.multipliedBy(3));
+          Message m = subscription.nextMessage(wait);
           if (m == null) {
-            throw replayError("no events arrived within " + wait.multipliedBy(3) + " while replaying", null);
-          }
-          if (m.isStatusMessage()) {
-            int code = m.getStatus().getCode();
-            if (code == 408 || code == 404) {
-              // A pull request ended without filling its batch: the subject ran out before the
-              // highest sequenceNr read at the start, so events were deleted meanwhile. Deliver
-              // what exists, as stored.
-              return;
-            }
             throw replayError(
-                "the server ended the replay with status [" + m.getStatus().getMessageWithCode() + "] while reading",
+                "no event arrived within [" + wait + "] while reading (expected up to sequenceNr [" + end + "])",
                 null);
           }
-          outstanding--;
           long[] r = range(m.getHeaders(), id);
           if (r[0] > next) {
-            throw replayError("sequenceNr [" + next + "] is missing (the next stored is [" + r[0] + "])", null);
+            throw replayError("sequenceNr [" + next + "] is missing (the next stored is [" + r[0] + "]) while reading", null);
           }
           if (!deliver(m.getData(), r[0], end) || next > end) {
             return;
           }
         }
-      } catch (IOException | JetStreamApiException | IllegalStateException e) {
+      } catch (IllegalStateException e) {
         throw replayError("cannot read", e);
       } finally {
-        subscription.unsubscribe();
-        if (consumer != null) {
-          deleteConsumerQuietly(consumer);
+        try {
+          subscription.unsubscribe();
+        } catch (IllegalStateException e) {
+          log.debug("Could not end the replay subscription of [{}]: {}", id, e.toString());
         }
       }
     }
@@ -758,15 +738,6 @@ public final class NatsJournal implements Journal {
     }
   }
 
-  private void deleteConsumerQuietly(String consumer) {
-    try {
-      management.deleteConsumer(settings.stream(), consumer);
-    } catch (IOException | JetStreamApiException | RuntimeException e) {
-      // The consumer's inactive threshold removes it anyway.
-      log.debug("Could not delete replay consumer [{}]: {}", consumer, e.toString());
-    }
-  }
-
   // ------------------------------------------------------------------ lifecycle
 
   private JournalException closedError(PersistenceId id, long sequenceNr) {
@@ -792,6 +763,11 @@ public final class NatsJournal implements Journal {
       t = t.getCause();
     }
     return t;
+  }
+
+  /** The shared connection; for tests in this package. */
+  Connection connection() {
+    return connection;
   }
 
   /** Releases this plugin's use of the shared connection; idempotent. */

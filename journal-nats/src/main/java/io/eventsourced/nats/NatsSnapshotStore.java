@@ -215,6 +215,11 @@ public final class NatsSnapshotStore implements SnapshotStore {
         "cannot " + what + " [" + id + "] in bucket [" + settings.bucket() + "]: " + e.getMessage(), e);
   }
 
+  /** The shared connection; for tests in this package. */
+  io.nats.client.Connection connection() {
+    return shared.connection();
+  }
+
   /** Releases this plugin's use of the shared connection; idempotent. */
   @Override
   public void close() {

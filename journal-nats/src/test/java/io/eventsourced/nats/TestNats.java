@@ -56,7 +56,10 @@ final class TestNats {
 
     /** Config selecting the NATS plugins with these names against {@code servers}. */
     Config config(String servers, String extra) {
-      return ConfigFactory.parseString(
+      // load() merges with the reference config before resolving, so the plugins' copies of
+      // eventsourced.nats.connection see these overrides.
+      return ConfigFactory.load(
+          ConfigFactory.parseString(
               "eventsourced.nats.connection.servers = [\""
                   + servers
                   + "\"]\n"
@@ -71,9 +74,7 @@ final class TestNats {
                   + "eventsourced.snapshot-store.nats.bucket.name = \""
                   + bucket
                   + "\"\n"
-                  + extra)
-          .withFallback(ConfigFactory.load())
-          .resolve();
+                  + extra));
     }
 
     /** Deletes the stream and the bucket, if they exist. */

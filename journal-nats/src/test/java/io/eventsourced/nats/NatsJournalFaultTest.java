@@ -1,0 +1,251 @@
+package io.eventsourced.nats;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.eventsourced.Persistence;
+import io.eventsourced.PersistenceId;
+import io.eventsourced.journal.AtomicWrite;
+import io.eventsourced.journal.Journal;
+import io.eventsourced.journal.PersistentRepr;
+import io.nats.client.Connection;
+import io.nats.client.Nats;
+import io.nats.client.Options;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** Fault tests with a nats-server of their own that they kill, freeze and restart. */
+@DisplayName("The NATS journal under server faults")
+class NatsJournalFaultTest {
+  private static final Logger log = LoggerFactory.getLogger(NatsJournalFaultTest.class);
+  private static final String FAST_FAILURE =
+      "eventsourced.nats.connection { request-timeout = 1s, connect-timeout = 2s, reconnect-wait = 100ms }\n"
+          + "eventsourced.journal.nats.retry-backoff = 200ms\n";
+
+  @Test
+  @DisplayName("keeps every acknowledged event exactly once when the server is killed mid-run and restarted")
+  void killAndRestart() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start()) {
+      TestNats.Names names = TestNats.Names.fresh("KILL");
+      ActorTestKit testKit =
+          ActorTestKit.create("NatsKill", names.config(server.url(), FAST_FAILURE + "eventsourced.journal.nats.publish-retries = 1\n"));
+      try {
+        Journal journal = Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
+        int writers = 16;
+        AtomicBoolean stop = new AtomicBoolean();
+        AtomicBoolean restarted = new AtomicBoolean();
+        AtomicInteger failures = new AtomicInteger();
+        AtomicInteger ackedAfterRestart = new AtomicInteger();
+        List<Map<Long, String>> acked = new ArrayList<>();
+        List<PersistenceId> ids = new ArrayList<>();
+        List<Thread> threads = new ArrayList<>();
+        List<Throwable> problems = Collections.synchronizedList(new ArrayList<>());
+        for (int w = 0; w < writers; w++) {
+          PersistenceId id = PersistenceId.of("fault", UUID.randomUUID().toString());
+          Map<Long, String> mine = new ConcurrentHashMap<>();
+          ids.add(id);
+          acked.add(mine);
+          int writer = w;
+          Thread thread =
+              new Thread(
+                  () -> {
+                    long last = 0;
+                    int attempt = 0;
+                    while (!stop.get()) {
+                      String payload = "w" + writer + "-a" + attempt++;
+                      // Every second write carries two events, to check atomic envelopes too.
+                      int count = attempt % 2 == 0 ? 2 : 1;
+                      List<PersistentRepr> events = new ArrayList<>();
+                      for (int i = 1; i <= count; i++) {
+                        events.add(new PersistentRepr(id, last + i, 4, "", (payload + "/" + i).getBytes(StandardCharsets.UTF_8)));
+                      }
+                      try {
+                        journal.append(new AtomicWrite(id, last, events)).toCompletableFuture().get(30, TimeUnit.SECONDS);
+                        for (int i = 1; i <= count; i++) {
+                          mine.put(last + i, payload + "/" + i);
+                        }
+                        last += count;
+                        if (restarted.get()) {
+                          ackedAfterRestart.incrementAndGet();
+                        }
+                      } catch (ExecutionException e) {
+                        // Told it failed: re-read the highest sequenceNr, as a re-spawned entity does.
+                        if (failures.incrementAndGet() <= 5) {
+                          log.info("Write failed as reported to its caller: {}", e.getCause().getMessage());
+                        }
+                        last = highestWhenReachable(journal, id, stop);
+                      } catch (TimeoutException e) {
+                        problems.add(new AssertionError("a caller was not told the outcome of its write within 30s", e));
+                        return;
+                      } catch (InterruptedException e) {
+                        return;
+                      }
+                    }
+                  });
+          threads.add(thread);
+          thread.start();
+        }
+        Thread.sleep(1500);
+        server.kill();
+        Thread.sleep(1000);
+        server.startProcess();
+        restarted.set(true);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (ackedAfterRestart.get() < writers * 20 && System.nanoTime() < deadline) {
+          Thread.sleep(50);
+        }
+        if (System.getenv("KEEP_NATS_LOG") != null && ackedAfterRestart.get() < writers * 20) {
+          server.signal("QUIT");
+          Thread.sleep(500);
+          Connection c = ((NatsJournal) journal).connection();
+          log.info("jnats status {} stats {}", c.getStatus(), c.getStatistics());
+          Thread.getAllStackTraces().forEach((t, st) -> {
+            StringBuilder b = new StringBuilder();
+            for (StackTraceElement e : st) {
+              b.append("\n    ").append(e);
+            }
+            if (b.indexOf("io.nats") >= 0) {
+              log.info("thread {} {}{}", t.getName(), t.getState(), b);
+            }
+          });
+        }
+        stop.set(true);
+        for (Thread thread : threads) {
+          thread.join(60_000);
+        }
+        assertThat(problems).isEmpty();
+        assertThat(ackedAfterRestart.get()).as("writes acknowledged after the restart").isGreaterThanOrEqualTo(writers * 20);
+        log.info(
+            "Kill test: {} events acknowledged, {} writes failed and were re-read",
+            acked.stream().mapToInt(Map::size).sum(),
+            failures.get());
+        for (int w = 0; w < writers; w++) {
+          PersistenceId id = ids.get(w);
+          List<PersistentRepr> events = Collections.synchronizedList(new ArrayList<>());
+          journal.replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, events::add).toCompletableFuture().get(30, TimeUnit.SECONDS);
+          for (int i = 0; i < events.size(); i++) {
+            assertThat(events.get(i).sequenceNr()).as("contiguous, no duplicates, in [%s]", id).isEqualTo(i + 1);
+          }
+          for (Map.Entry<Long, String> e : acked.get(w).entrySet()) {
+            assertThat(e.getKey()).as("acknowledged event present in [%s]", id).isLessThanOrEqualTo(events.size());
+            assertThat(new String(events.get((int) (e.getKey() - 1)).payload(), StandardCharsets.UTF_8))
+                .as("acknowledged event %s of [%s] stored as written", e.getKey(), id)
+                .isEqualTo(e.getValue());
+          }
+          assertThat(journal.highestSequenceNr(id).toCompletableFuture().get(30, TimeUnit.SECONDS)).isEqualTo(events.size());
+        }
+      } finally {
+        testKit.shutdownTestKit();
+      }
+    }
+  }
+
+  private static long highestWhenReachable(Journal journal, PersistenceId id, AtomicBoolean stop) {
+    while (true) {
+      try {
+        return journal.highestSequenceNr(id).toCompletableFuture().get(30, TimeUnit.SECONDS);
+      } catch (ExecutionException | TimeoutException e) {
+        log.debug("Cannot read the highest sequenceNr of [{}] yet: {}", id, e.toString());
+        if (stop.get()) {
+          return -1;
+        }
+        try {
+          Thread.sleep(100);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+          return -1;
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return -1;
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("republishes a write whose acknowledgement was lost, and the server stores it once")
+  void republishAfterLostAck() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start()) {
+      TestNats.Names names = TestNats.Names.fresh("LOSTACK");
+      ActorTestKit testKit =
+          ActorTestKit.create("NatsLostAck", names.config(server.url(), FAST_FAILURE + "eventsourced.journal.nats.publish-retries = 20\n"));
+      try {
+        Journal journal = Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
+        PersistenceId id = PersistenceId.of("fault", UUID.randomUUID().toString());
+        journal.append(write(id, 0, "first")).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        // Freeze the server: the publish sits in its socket, the acknowledgement times out and
+        // the journal republishes the same message id.
+        server.signal("STOP");
+        var pending = journal.append(write(id, 1, "second")).toCompletableFuture();
+        Thread.sleep(3000);
+        assertThat(pending).as("no acknowledgement while the server is frozen").isNotDone();
+        server.signal("CONT");
+        pending.get(30, TimeUnit.SECONDS);
+        List<PersistentRepr> events = Collections.synchronizedList(new ArrayList<>());
+        journal.replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, events::add).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        assertThat(events).extracting(PersistentRepr::sequenceNr).containsExactly(1L, 2L);
+        assertThat(new String(events.get(1).payload(), StandardCharsets.UTF_8)).isEqualTo("second");
+        try (Connection nc = Nats.connect(Options.builder().server(server.url()).build())) {
+          assertThat(nc.jetStreamManagement().getStreamInfo(names.stream()).getStreamState().getMsgCount())
+              .as("messages in the stream after at least two publishes of the second write")
+              .isEqualTo(2);
+        }
+      } finally {
+        testKit.shutdownTestKit();
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("fails to start with a message naming the servers, not the password, when credentials are wrong")
+  void wrongCredentials() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start("--user", "es", "--pass", "right-secret")) {
+      TestNats.Names names = TestNats.Names.fresh("AUTH");
+      ActorTestKit wrong =
+          ActorTestKit.create(
+              "NatsWrongAuth",
+              names.config(server.url(), FAST_FAILURE + "eventsourced.nats.connection { user = es, password = wrong-secret }\n"));
+      try {
+        assertThatThrownBy(() -> Persistence.get(wrong.system()).journal("eventsourced.journal.nats"))
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining(server.url())
+            .hasMessageNotContaining("wrong-secret")
+            .hasMessageNotContaining("right-secret");
+      } finally {
+        wrong.shutdownTestKit();
+      }
+      ActorTestKit right =
+          ActorTestKit.create(
+              "NatsRightAuth",
+              names.config(server.url(), FAST_FAILURE + "eventsourced.nats.connection { user = es, password = right-secret }\n"));
+      try {
+        Journal journal = Persistence.get(right.system()).journal("eventsourced.journal.nats");
+        PersistenceId id = PersistenceId.of("auth", UUID.randomUUID().toString());
+        journal.append(write(id, 0, "ok")).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        assertThat(journal.highestSequenceNr(id).toCompletableFuture().get(10, TimeUnit.SECONDS)).isEqualTo(1L);
+      } finally {
+        right.shutdownTestKit();
+      }
+    }
+  }
+
+  private static AtomicWrite write(PersistenceId id, long expected, String text) {
+    return new AtomicWrite(
+        id, expected, List.of(new PersistentRepr(id, expected + 1, 4, "", text.getBytes(StandardCharsets.UTF_8))));
+  }
+}

@@ -1,0 +1,94 @@
+package io.eventsourced.nats;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import io.nats.client.api.StorageType;
+import java.time.Duration;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+@DisplayName("NATS settings")
+class NatsSettingsTest {
+  private static final String JOURNAL = "eventsourced.journal.nats";
+  private static final String SNAPSHOTS = "eventsourced.snapshot-store.nats";
+
+  private static Config load(String overrides) {
+    return ConfigFactory.load(ConfigFactory.parseString(overrides));
+  }
+
+  @Test
+  @DisplayName("parse the reference defaults of both plugins")
+  void defaults() {
+    Config config = ConfigFactory.load();
+    JournalSettings journal = JournalSettings.fromConfig(config.getConfig(JOURNAL), JOURNAL);
+    assertThat(journal.connection().servers()).containsExactly("nats://127.0.0.1:4222");
+    assertThat(journal.stream()).isEqualTo("EVENTSOURCED");
+    assertThat(journal.subjectPrefix()).isEqualTo("es");
+    assertThat(journal.storage()).isEqualTo(StorageType.File);
+    assertThat(journal.duplicateWindow()).isEqualTo(Duration.ofMinutes(1));
+    assertThat(journal.setup()).isTrue();
+    SnapshotSettings snapshots = SnapshotSettings.fromConfig(config.getConfig(SNAPSHOTS), SNAPSHOTS);
+    assertThat(snapshots.bucket()).isEqualTo("eventsourced-snapshots");
+    assertThat(snapshots.connection()).isEqualTo(journal.connection());
+  }
+
+  @Test
+  @DisplayName("let one override of eventsourced.nats.connection reach both plugins")
+  void sharedOverride() {
+    Config config = load("eventsourced.nats.connection.servers = [\"nats://a:4222\", \"nats://b:4222\"]");
+    assertThat(JournalSettings.fromConfig(config.getConfig(JOURNAL), JOURNAL).connection().servers())
+        .containsExactly("nats://a:4222", "nats://b:4222");
+    assertThat(SnapshotSettings.fromConfig(config.getConfig(SNAPSHOTS), SNAPSHOTS).connection().servers())
+        .containsExactly("nats://a:4222", "nats://b:4222");
+  }
+
+  @Test
+  @DisplayName("accept the servers as one comma-separated string, the environment variable's format")
+  void serversFromString() {
+    Config block = ConfigFactory.parseString("servers = \"nats://a:4222, nats://b:4222\"")
+        .withFallback(ConfigFactory.load().getConfig("eventsourced.nats.connection"));
+    assertThat(NatsSettings.fromConfig(block, "x").servers()).containsExactly("nats://a:4222", "nats://b:4222");
+  }
+
+  @Test
+  @DisplayName("mask passwords, tokens and seeds in toString")
+  void masksSecrets() {
+    Config block = ConfigFactory.parseString(
+            "user = app, password = pa55word, tls { enabled = on, trust-store = /x.jks, trust-store-password = st0re }")
+        .withFallback(ConfigFactory.load().getConfig("eventsourced.nats.connection"));
+    String text = NatsSettings.fromConfig(block, "x").toString();
+    assertThat(text).contains("user=app").doesNotContain("pa55word").doesNotContain("st0re");
+    Config token = ConfigFactory.parseString("token = t0ken")
+        .withFallback(ConfigFactory.load().getConfig("eventsourced.nats.connection"));
+    assertThat(NatsSettings.fromConfig(token, "x").toString()).doesNotContain("t0ken");
+  }
+
+  @Test
+  @DisplayName("reject bad values naming the full key path")
+  void badValues() {
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.storage = disk"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[eventsourced.journal.nats.stream.storage]");
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.name = \"a.b\""))
+        .hasMessageContaining("[eventsourced.journal.nats.stream.name]");
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.subject-prefix = \"es.>\""))
+        .hasMessageContaining("[eventsourced.journal.nats.stream.subject-prefix]");
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.duplicate-window = soon"))
+        .hasMessageContaining("[eventsourced.journal.nats.stream.duplicate-window]");
+    assertThatThrownBy(() -> journal("eventsourced.nats.connection.servers = []"))
+        .hasMessageContaining("[eventsourced.journal.nats.connection.servers]");
+    assertThatThrownBy(() -> journal("eventsourced.nats.connection { user = a, token = b }"))
+        .hasMessageContaining("[eventsourced.journal.nats.connection]")
+        .hasMessageContaining("more than one");
+    assertThatThrownBy(() -> journal("eventsourced.nats.connection.servers = [\"nats://u:secret@h:4222\"]"))
+        .hasMessageContaining("[eventsourced.journal.nats.connection.servers]")
+        .hasMessageNotContaining("secret@");
+  }
+
+  private static JournalSettings journal(String overrides) {
+    return JournalSettings.fromConfig(load(overrides).getConfig(JOURNAL), JOURNAL);
+  }
+}
