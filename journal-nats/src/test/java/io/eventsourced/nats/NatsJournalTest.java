@@ -1,0 +1,262 @@
+package io.eventsourced.nats;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.eventsourced.Persistence;
+import io.eventsourced.PersistenceId;
+import io.eventsourced.journal.AtomicWrite;
+import io.eventsourced.journal.ConcurrencyConflictException;
+import io.eventsourced.journal.Journal;
+import io.eventsourced.journal.JournalException;
+import io.eventsourced.journal.PersistentRepr;
+import io.eventsourced.snapshot.SnapshotStore;
+import io.nats.client.Connection;
+import io.nats.client.JetStreamSubscription;
+import io.nats.client.Message;
+import io.nats.client.Nats;
+import io.nats.client.Options;
+import io.nats.client.PushSubscribeOptions;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+/** What the TCK does not cover: the JetStream mapping, error paths and start errors. */
+@DisplayName("The NATS journal on JetStream")
+class NatsJournalTest {
+  private static final TestNats.Names names = TestNats.Names.fresh("JOURNAL");
+  private static ActorTestKit testKit;
+  private static ActorTestKit otherProcess;
+
+  @BeforeAll
+  static void start() {
+    TestNats.requireServer();
+    testKit = ActorTestKit.create("NatsJournalTest", names.config(TestNats.URL, ""));
+    otherProcess = ActorTestKit.create("NatsJournalTestOther", names.config(TestNats.URL, ""));
+  }
+
+  @AfterAll
+  static void shutdown() throws Exception {
+    if (testKit != null) {
+      testKit.shutdownTestKit();
+      otherProcess.shutdownTestKit();
+      names.delete(TestNats.URL);
+    }
+  }
+
+  private static Journal journal() {
+    return Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
+  }
+
+  private static PersistenceId freshId() {
+    return PersistenceId.of("test", UUID.randomUUID() + ".*> |/ü");
+  }
+
+  @Test
+  @DisplayName("stores one message per atomic write on the entity's subject with its sequenceNrs in headers")
+  void messageLayout() throws Exception {
+    PersistenceId id = freshId();
+    await(journal().append(write(id, 0, 1)));
+    await(journal().append(write(id, 1, 3)));
+    String subject = names.prefix() + ".test." + Keys.encode(id.entityId());
+    try (Connection nc = Nats.connect(Options.builder().server(TestNats.URL).build())) {
+      JetStreamSubscription sub =
+          nc.jetStream().subscribe(subject, PushSubscribeOptions.builder().stream(names.stream()).ordered(true).build());
+      Message first = sub.nextMessage(Duration.ofSeconds(5));
+      Message second = sub.nextMessage(Duration.ofSeconds(5));
+      assertThat(sub.nextMessage(Duration.ofMillis(300))).as("one message per write").isNull();
+      assertThat(first.getSubject()).isEqualTo(subject);
+      assertThat(first.getHeaders().getFirst("Es-Seq")).isEqualTo("1");
+      assertThat(second.getHeaders().getFirst("Es-Seq")).isEqualTo("2-4");
+      assertThat(first.getHeaders().getFirst("Nats-Msg-Id")).startsWith("test." + Keys.encode(id.entityId()) + ":1:");
+      assertThat(second.getHeaders().getFirst("Nats-Msg-Id")).startsWith("test." + Keys.encode(id.entityId()) + ":2:");
+      assertThat(first.getHeaders().getFirst("Nats-Expected-Last-Subject-Sequence")).isEqualTo("0");
+      assertThat(Envelope.eventCount(second.getData())).isEqualTo(3);
+      sub.unsubscribe();
+    }
+  }
+
+  @Test
+  @DisplayName("guards the very first write with expected last subject sequence 0")
+  void firstWriteIsGuarded() throws Exception {
+    PersistenceId id = freshId();
+    String subject = names.prefix() + "." + Keys.entityKey(id);
+    try (Connection nc = Nats.connect(Options.builder().server(TestNats.URL).build())) {
+      // Another writer got there first, without this journal knowing.
+      nc.jetStream().publish(subject, new io.nats.client.impl.Headers().put("Es-Seq", "1"),
+          Envelope.encodeEvents(List.of(new PersistentRepr(id, 1, 4, "", bytes("other")))));
+    }
+    Throwable error = failure(journal().append(write(id, 0, 1)));
+    assertThat(error).isInstanceOf(ConcurrencyConflictException.class);
+    assertThat(((ConcurrencyConflictException) error).actualSequenceNr()).isEqualTo(1);
+    assertThat(sequenceNrs(replay(id, 1))).containsExactly(1L);
+    assertThat(new String(replay(id, 1).get(0).payload(), StandardCharsets.UTF_8)).isEqualTo("other");
+  }
+
+  @Test
+  @DisplayName("detects a conflict with a writer in another process, then continues from the stored position")
+  void conflictWithAnotherProcess() throws Exception {
+    PersistenceId id = freshId();
+    Journal other = Persistence.get(otherProcess.system()).journal("eventsourced.journal.nats");
+    await(journal().append(write(id, 0, 2)));
+    long seen = await(other.highestSequenceNr(id));
+    await(other.append(write(id, seen, 1)));
+    Throwable error = failure(journal().append(write(id, 2, 1)));
+    assertThat(error).isInstanceOf(ConcurrencyConflictException.class);
+    assertThat(((ConcurrencyConflictException) error).expectedSequenceNr()).isEqualTo(2);
+    assertThat(((ConcurrencyConflictException) error).actualSequenceNr()).isEqualTo(3);
+    await(journal().append(write(id, 3, 2)));
+    assertThat(sequenceNrs(replay(id, 1))).containsExactly(1L, 2L, 3L, 4L, 5L);
+    assertThat(await(other.highestSequenceNr(id))).isEqualTo(5);
+  }
+
+  @Test
+  @DisplayName("replays from any sequenceNr when entities' writes are interleaved and batched")
+  void replayFromAnyPoint() throws Exception {
+    List<PersistenceId> ids = List.of(freshId(), freshId(), freshId());
+    long[] last = new long[ids.size()];
+    for (int round = 0; round < 15; round++) {
+      for (int e = 0; e < ids.size(); e++) {
+        int count = 1 + (round + e) % 3;
+        await(journal().append(write(ids.get(e), last[e], count)));
+        last[e] += count;
+      }
+    }
+    for (int e = 0; e < ids.size(); e++) {
+      PersistenceId id = ids.get(e);
+      for (long from = 1; from <= last[e]; from++) {
+        List<PersistentRepr> events = replay(id, from);
+        assertThat(sequenceNrs(events)).as("replay of %s from %s", id, from).containsExactlyElementsOf(range(from, last[e]));
+        assertThat(events.get(0).payload()).isEqualTo(payload(id, from));
+      }
+      List<PersistentRepr> window = new ArrayList<>();
+      await(journal().replay(id, 5, 9, 3, window::add));
+      assertThat(sequenceNrs(window)).containsExactly(5L, 6L, 7L);
+    }
+  }
+
+  @Test
+  @DisplayName("fails an oversized write at once with a clear message, stores nothing and stays usable")
+  void oversizedWrite() throws Exception {
+    PersistenceId id = freshId();
+    long maxPayload = ((NatsJournal) journal()).connection().getMaxPayload();
+    byte[] big = new byte[(int) maxPayload];
+    Throwable error =
+        failure(journal().append(new AtomicWrite(id, 0, List.of(new PersistentRepr(id, 1, 4, "big", big)))));
+    assertThat(error)
+        .isInstanceOf(JournalException.class)
+        .hasMessageContaining("max_payload")
+        .hasMessageContaining("nothing was stored");
+    assertThat(((JournalException) error).persistenceId()).isEqualTo(id);
+    assertThat(await(journal().highestSequenceNr(id))).isZero();
+    await(journal().append(write(id, 0, 1)));
+    assertThat(await(journal().highestSequenceNr(id))).isEqualTo(1);
+  }
+
+  @Test
+  @DisplayName("shares one connection between the journal and the snapshot store")
+  void sharedConnection() {
+    SnapshotStore store = Persistence.get(testKit.system()).snapshotStore("eventsourced.snapshot-store.nats");
+    assertThat(((NatsSnapshotStore) store).connection()).isSameAs(((NatsJournal) journal()).connection());
+  }
+
+  @Test
+  @DisplayName("fails to start naming stream and servers when setup is off and the stream is missing")
+  void missingStreamWithoutSetup() {
+    ActorTestKit kit =
+        ActorTestKit.create("NatsNoSetup", names.config(TestNats.URL, "eventsourced.journal.nats { setup = off, stream.name = MISSING_" + UUID.randomUUID().toString().substring(0, 8) + " }"));
+    try {
+      assertThatThrownBy(() -> Persistence.get(kit.system()).journal("eventsourced.journal.nats"))
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining("MISSING_")
+          .hasMessageContaining(TestNats.URL)
+          .hasMessageContaining("eventsourced.journal.nats.setup");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  @Test
+  @DisplayName("fails to start naming the servers, never the password, when they are unreachable")
+  void unreachableServers() throws Exception {
+    int port;
+    try (ServerSocket socket = new ServerSocket(0)) {
+      port = socket.getLocalPort();
+    }
+    String url = "nats://127.0.0.1:" + port;
+    ActorTestKit kit =
+        ActorTestKit.create(
+            "NatsUnreachable",
+            names.config(url, "eventsourced.nats.connection { user = app, password = s3cret-pw, connect-timeout = 1s }"));
+    try {
+      assertThatThrownBy(() -> Persistence.get(kit.system()).journal("eventsourced.journal.nats"))
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining(url)
+          .hasMessageContaining("eventsourced.journal.nats.connection.servers")
+          .hasMessageNotContaining("s3cret-pw");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private static AtomicWrite write(PersistenceId id, long expected, int count) {
+    List<PersistentRepr> events = new ArrayList<>();
+    for (int i = 1; i <= count; i++) {
+      events.add(new PersistentRepr(id, expected + i, 4, "e", payload(id, expected + i)));
+    }
+    return new AtomicWrite(id, expected, events);
+  }
+
+  private static byte[] payload(PersistenceId id, long seq) {
+    return bytes(id + "#" + seq);
+  }
+
+  private static byte[] bytes(String s) {
+    return s.getBytes(StandardCharsets.UTF_8);
+  }
+
+  private static List<PersistentRepr> replay(PersistenceId id, long from) throws Exception {
+    List<PersistentRepr> events = Collections.synchronizedList(new ArrayList<>());
+    await(journal().replay(id, from, Long.MAX_VALUE, Long.MAX_VALUE, events::add));
+    return List.copyOf(events);
+  }
+
+  private static List<Long> sequenceNrs(List<PersistentRepr> events) {
+    return events.stream().map(PersistentRepr::sequenceNr).toList();
+  }
+
+  private static List<Long> range(long from, long to) {
+    List<Long> list = new ArrayList<>();
+    for (long i = from; i <= to; i++) {
+      list.add(i);
+    }
+    return list;
+  }
+
+  private static <T> T await(CompletionStage<T> stage) throws Exception {
+    return stage.toCompletableFuture().get(30, TimeUnit.SECONDS);
+  }
+
+  private static Throwable failure(CompletionStage<?> stage) throws Exception {
+    try {
+      stage.toCompletableFuture().get(30, TimeUnit.SECONDS);
+    } catch (ExecutionException e) {
+      return e.getCause();
+    }
+    throw new AssertionError("expected the operation to fail");
+  }
+}
