@@ -96,6 +96,7 @@ public final class NatsJournal implements Journal {
   private final JetStream jetStream;
   private final JetStreamManagement management;
   private final Executor dispatcher;
+  private final Completions completions;
   private final JournalSettings settings;
   private final String subjectPrefix;
   private final Map<PersistenceId, Position> positions = new ConcurrentHashMap<>();
@@ -121,6 +122,7 @@ public final class NatsJournal implements Journal {
   private NatsJournal(JournalSettings settings, PluginContext context) {
     this.settings = settings;
     this.dispatcher = context.dispatcher();
+    this.completions = new Completions(dispatcher);
     this.subjectPrefix = settings.subjectPrefix() + ".";
     this.writerId = Long.toString(ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE, 36);
     this.shared =
@@ -210,7 +212,6 @@ public final class NatsJournal implements Journal {
             .duplicateWindow(settings.duplicateWindow())
             // A journal must never drop old events to make room: refuse new writes instead.
             .discardPolicy(DiscardPolicy.New)
-            .allowDirect(true)
             .build();
     try {
       management.addStream(config);
@@ -244,12 +245,12 @@ public final class NatsJournal implements Journal {
       return result;
     }
     if (write.expectedSequenceNr() == 0) {
-      publish(out, 0, 0, result);
+      publish(out, 0, true, 0, result);
       return result;
     }
     Position known = positions.get(write.persistenceId());
     if (known != null && known.sequenceNr() == write.expectedSequenceNr()) {
-      publish(out, known.streamSequence(), 0, result);
+      publish(out, known.streamSequence(), false, 0, result);
     } else {
       // A cache miss needs a blocking lookup of the subject's last message.
       dispatcher.execute(() -> lookupAndPublish(out, result, false));
@@ -305,7 +306,13 @@ public final class NatsJournal implements Journal {
     }
   }
 
-  private void publish(Outgoing out, long expectedStreamSequence, int attempt, CompletableFuture<Done> result) {
+  /**
+   * Publishes asynchronously. {@code verified} says the expected stream sequence was read from
+   * the server for this write (or is 0), so a rejection is a conflict; otherwise it came from the
+   * cache and a rejection is first checked against the stored position.
+   */
+  private void publish(
+      Outgoing out, long expectedStreamSequence, boolean verified, int attempt, CompletableFuture<Done> result) {
     PublishOptions options =
         PublishOptions.builder()
             .expectedLastSubjectSequence(expectedStreamSequence)
@@ -316,7 +323,7 @@ public final class NatsJournal implements Journal {
       ack = jetStream.publishAsync(out.subject, out.headers, out.body, options);
     } catch (RuntimeException e) {
       // Rejected by the client before sending (closed connection, full reconnect buffer).
-      retryOrFail(out, expectedStreamSequence, attempt, result, e);
+      retryOrFail(out, expectedStreamSequence, verified, attempt, result, e);
       return;
     }
     // Runs on a jnats thread: only bookkeeping here, completion is handed to the dispatcher.
@@ -333,36 +340,39 @@ public final class NatsJournal implements Journal {
                   write.highestSequenceNr(),
                   pubAck.isDuplicate() ? " (acknowledged as duplicate of an earlier attempt)" : "");
             }
-            dispatcher.execute(() -> result.complete(Done.getInstance()));
+            completions.submit(() -> result.complete(Done.getInstance()));
             return;
           }
           Throwable cause = unwrap(error);
           if (cause instanceof JetStreamApiException api && api.getApiErrorCode() == WRONG_LAST_SEQUENCE) {
             positions.remove(out.write.persistenceId());
-            dispatcher.execute(() -> lookupAndPublish(out, result, true));
+            dispatcher.execute(() -> lookupAndPublish(out, result, verified));
           } else {
-            dispatcher.execute(() -> retryOrFail(out, expectedStreamSequence, attempt, result, cause));
+            dispatcher.execute(() -> retryOrFail(out, expectedStreamSequence, verified, attempt, result, cause));
           }
         });
   }
 
   /**
-   * Finds the stream sequence of the entity's last message and publishes if it holds the expected
-   * sequence number; otherwise reports the conflict. After a server rejection the lookup tells a
-   * real conflict from a stale cache entry (then the write is published once more, still guarded
-   * by the server).
+   * Reads the stream sequence of the entity's last message; publishes if it holds the expected
+   * sequence number, else reports the conflict. After a rejection of a verified publish it only
+   * reads the stored sequence number for the conflict error: the server has decided.
    */
-  private void lookupAndPublish(Outgoing out, CompletableFuture<Done> result, boolean afterRejection) {
+  private void lookupAndPublish(Outgoing out, CompletableFuture<Done> result, boolean rejectedVerified) {
     AtomicWrite write = out.write;
     PersistenceId id = write.persistenceId();
     Position actual;
     try {
       actual = lookup(id);
     } catch (JournalException e) {
-      result.completeExceptionally(e);
+      if (rejectedVerified) {
+        result.completeExceptionally(new ConcurrencyConflictException(id, write.expectedSequenceNr(), -1));
+      } else {
+        result.completeExceptionally(e);
+      }
       return;
     }
-    if (actual.sequenceNr() != write.expectedSequenceNr()) {
+    if (rejectedVerified || actual.sequenceNr() != write.expectedSequenceNr()) {
       if (log.isDebugEnabled()) {
         log.debug(
             "Conflict on [{}]: expected sequenceNr [{}], stored [{}]",
@@ -374,30 +384,17 @@ public final class NatsJournal implements Journal {
           new ConcurrencyConflictException(id, write.expectedSequenceNr(), actual.sequenceNr()));
       return;
     }
-    if (afterRejection) {
-      log.debug("Cached position of [{}] was stale; publishing again", id);
-      // Only once: a second rejection at a freshly read position is a real conflict.
-      publishOnce(out, actual.streamSequence(), result);
-    } else {
-      publish(out, actual.streamSequence(), 0, result);
-    }
-  }
-
-  private void publishOnce(Outgoing out, long expectedStreamSequence, CompletableFuture<Done> result) {
-    CompletableFuture<Done> attempt = new CompletableFuture<>();
-    publish(out, expectedStreamSequence, 0, attempt);
-    attempt.whenComplete(
-        (done, error) -> {
-          if (error == null) {
-            result.complete(done);
-          } else {
-            result.completeExceptionally(unwrap(error));
-          }
-        });
+    // The position is fresh from the server: a rejection of this publish is a real conflict.
+    publish(out, actual.streamSequence(), true, 0, result);
   }
 
   private void retryOrFail(
-      Outgoing out, long expectedStreamSequence, int attempt, CompletableFuture<Done> result, Throwable cause) {
+      Outgoing out,
+      long expectedStreamSequence,
+      boolean verified,
+      int attempt,
+      CompletableFuture<Done> result,
+      Throwable cause) {
     AtomicWrite write = out.write;
     PersistenceId id = write.persistenceId();
     long first = write.expectedSequenceNr() + 1;
@@ -407,7 +404,7 @@ public final class NatsJournal implements Journal {
       log.debug("Acknowledgement for [{}] at sequenceNr [{}] lost ({}); republishing", id, first, cause.toString());
       Executor later =
           CompletableFuture.delayedExecutor(settings.retryBackoff().toNanos(), TimeUnit.NANOSECONDS, dispatcher);
-      later.execute(() -> publish(out, expectedStreamSequence, attempt + 1, result));
+      later.execute(() -> publish(out, expectedStreamSequence, verified, attempt + 1, result));
       return;
     }
     String what = uncertain ? "the outcome is unknown (the write may or may not be stored)" : "nothing was stored";

@@ -12,6 +12,7 @@ import io.nats.client.Nats;
 import java.io.IOException;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -74,7 +75,7 @@ final class SharedConnection {
                   // Acks of asynchronous publishes time out after this (checked at this interval).
                   .requestCleanupInterval(settings.requestTimeout())
                   .errorListener(new QuietErrorListener())
-                  .connectionListener(SharedConnection::onEvent)
+                  .connectionListener(new ConnectionEvents())
                   .build());
     } catch (IOException e) {
       throw new IllegalStateException(
@@ -164,12 +165,27 @@ final class SharedConnection {
     }
   }
 
-  private static void onEvent(Connection connection, ConnectionListener.Events event) {
-    switch (event) {
-      case DISCONNECTED -> log.warn("Disconnected from NATS; reconnecting");
-      case RECONNECTED -> log.info("Reconnected to NATS [{}]", connection.getConnectedUrl());
-      case CLOSED -> log.debug("NATS connection closed");
-      default -> log.debug("NATS connection event {}", event);
+  /** Logs connection changes quietly: one warning per outage, not per reconnect attempt. */
+  private static final class ConnectionEvents implements ConnectionListener {
+    private final AtomicBoolean disconnected = new AtomicBoolean();
+
+    @Override
+    public void connectionEvent(Connection connection, Events event) {
+      switch (event) {
+        case DISCONNECTED -> {
+          if (disconnected.compareAndSet(false, true)) {
+            log.warn("Disconnected from NATS; reconnecting");
+          } else {
+            log.debug("Reconnect attempt to NATS failed");
+          }
+        }
+        case RECONNECTED -> {
+          disconnected.set(false);
+          log.info("Reconnected to NATS [{}]", connection.getConnectedUrl());
+        }
+        case CLOSED -> log.debug("NATS connection closed");
+        default -> log.debug("NATS connection event {}", event);
+      }
     }
   }
 
