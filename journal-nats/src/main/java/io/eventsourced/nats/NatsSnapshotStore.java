@@ -9,7 +9,11 @@ import io.nats.client.KeyValue;
 import io.nats.client.KeyValueManagement;
 import io.nats.client.api.KeyValueConfiguration;
 import io.nats.client.api.KeyValueEntry;
+import io.nats.client.PurgeOptions;
 import io.nats.client.api.KeyValueOperation;
+import io.nats.client.api.StreamInfo;
+import io.nats.client.api.StreamInfoOptions;
+import io.nats.client.api.Subject;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -29,7 +33,8 @@ import org.slf4j.LoggerFactory;
  * <p>Each snapshot is one key {@code <type>.<id>.<sequenceNr>} (type and id encoded as in the
  * journal's subjects), holding serializer id, manifest and payload. Saving at the same sequence
  * number overwrites the key (the bucket keeps one revision per key); loading lists the entity's
- * keys and reads the highest one at or below the bound; deleting purges the keys at or below it.
+ * keys (one stream info request filtered to them) and reads the highest one at or below the
+ * bound; deleting purges those keys' subjects from the bucket's stream, leaving no markers.
  * All calls block, so they run on the plugin dispatcher.
  */
 public final class NatsSnapshotStore implements SnapshotStore {
@@ -40,6 +45,8 @@ public final class NatsSnapshotStore implements SnapshotStore {
   private final KeyValue bucket;
   private final Executor dispatcher;
   private final SnapshotSettings settings;
+  private final String stream;
+  private final String subjectPrefix;
   private final AtomicBoolean closed = new AtomicBoolean();
 
   /**
@@ -53,6 +60,9 @@ public final class NatsSnapshotStore implements SnapshotStore {
   public NatsSnapshotStore(PluginContext context) {
     this.settings = SnapshotSettings.fromConfig(context.config(), context.configPath());
     this.dispatcher = context.dispatcher();
+    // The bucket's own stream and subjects, as the key-value layer of JetStream names them.
+    this.stream = "KV_" + settings.bucket();
+    this.subjectPrefix = "$KV." + settings.bucket() + ".";
     this.shared =
         SharedConnection.acquire(context.system(), settings.connection(), context.keyPath("connection"));
     try {
@@ -159,25 +169,35 @@ public final class NatsSnapshotStore implements SnapshotStore {
         "delete the snapshots at or below sequenceNr [" + maxSequenceNr + "] of",
         () -> {
           for (long seq : sequenceNrs(persistenceId, maxSequenceNr)) {
-            bucket.purge(prefix(persistenceId) + seq);
+            // Purging the key's subject in the bucket's stream leaves no delete marker behind.
+            shared.management().purgeStream(stream, PurgeOptions.subject(subjectPrefix + prefix(persistenceId) + seq));
           }
           return Done.getInstance();
         });
   }
 
-  private List<Long> sequenceNrs(PersistenceId id, long maxSequenceNr)
-      throws IOException, JetStreamApiException, InterruptedException {
-    String prefix = prefix(id);
+  /**
+   * The sequence numbers of the entity's snapshots at or below a bound: one stream info request
+   * filtered to the entity's keys, which answers at once even when there are none.
+   */
+  private List<Long> sequenceNrs(PersistenceId id, long maxSequenceNr) throws IOException, JetStreamApiException {
+    String keyPrefix = subjectPrefix + prefix(id);
+    StreamInfo info = shared.management().getStreamInfo(stream, StreamInfoOptions.filterSubjects(keyPrefix + "*"));
     List<Long> result = new ArrayList<>();
-    for (String key : bucket.keys(prefix + "*")) {
-      if (key.startsWith(prefix)) {
+    List<Subject> subjects = info.getStreamState().getSubjects();
+    if (subjects == null) {
+      return result;
+    }
+    for (Subject subject : subjects) {
+      String name = subject.getName();
+      if (name.startsWith(keyPrefix)) {
         try {
-          long seq = Long.parseLong(key.substring(prefix.length()));
+          long seq = Long.parseLong(name.substring(keyPrefix.length()));
           if (seq <= maxSequenceNr) {
             result.add(seq);
           }
         } catch (NumberFormatException e) {
-          log.debug("Ignoring foreign key [{}] in bucket [{}]", key, settings.bucket());
+          log.debug("Ignoring foreign key [{}] in bucket [{}]", name, settings.bucket());
         }
       }
     }
