@@ -84,6 +84,7 @@ public final class PostgresJournal implements Journal {
             sql,
             settings.maxBatchSize(),
             settings.maxInFlightBatches(),
+            settings.maxBatchWait(),
             storedSequenceNrs);
     log.info(
         "Started PostgreSQL journal [{}] on table [{}] at [{}]",

@@ -31,6 +31,8 @@ import java.util.regex.Pattern;
  * @param maxLifetime longest life of a pooled connection before it is replaced
  * @param maxBatchSize most events in one group-commit batch (one transaction)
  * @param maxInFlightBatches most group-commit batches written at the same time
+ * @param maxBatchWait longest a batch waits to fill up to the size of the previous one, zero for
+ *     never
  * @param replayFetchSize rows fetched per round trip when replaying
  * @param snapshotKeepLast snapshots kept per entity after a save, 0 keeps all
  */
@@ -49,6 +51,7 @@ public record PostgresSettings(
     Duration maxLifetime,
     int maxBatchSize,
     int maxInFlightBatches,
+    Duration maxBatchWait,
     int replayFetchSize,
     int snapshotKeepLast) {
 
@@ -68,7 +71,27 @@ public record PostgresSettings(
   private static final Set<String> SSL_MODES =
       Set.of("disable", "allow", "prefer", "require", "verify-ca", "verify-full");
 
-  /** Validates every field; a message names the offending key (with its full path from fromConfig). */
+  /**
+   * Validates every field; a message names the offending key (with its full path from fromConfig).
+   *
+   * @param url as in the record header
+   * @param user as in the record header
+   * @param password as in the record header
+   * @param sslMode as in the record header
+   * @param schema as in the record header
+   * @param journalTable as in the record header
+   * @param snapshotTable as in the record header
+   * @param setup as in the record header
+   * @param poolSize as in the record header
+   * @param connectionTimeout as in the record header
+   * @param socketTimeout as in the record header
+   * @param maxLifetime as in the record header
+   * @param maxBatchSize as in the record header
+   * @param maxInFlightBatches as in the record header
+   * @param maxBatchWait as in the record header
+   * @param replayFetchSize as in the record header
+   * @param snapshotKeepLast as in the record header
+   */
   public PostgresSettings {
     Objects.requireNonNull(url, "url");
     Objects.requireNonNull(user, "user");
@@ -76,6 +99,7 @@ public record PostgresSettings(
     Objects.requireNonNull(connectionTimeout, "connectionTimeout");
     Objects.requireNonNull(socketTimeout, "socketTimeout");
     Objects.requireNonNull(maxLifetime, "maxLifetime");
+    Objects.requireNonNull(maxBatchWait, "maxBatchWait");
     if (password != null && password.isEmpty()) {
       password = null;
     }
@@ -99,6 +123,8 @@ public record PostgresSettings(
     check(maxBatchSize >= 1, "max-batch-size", () -> "must be at least 1");
     check(maxInFlightBatches >= 1 && maxInFlightBatches <= poolSize,
         "max-in-flight-batches", () -> "must be between 1 and pool-size [" + poolSize + "]");
+    check(!maxBatchWait.isNegative() && maxBatchWait.toMillis() <= 1000,
+        "max-batch-wait", () -> "must be between 0s and 1s");
     check(replayFetchSize >= 1, "replay-fetch-size", () -> "must be at least 1");
     check(snapshotKeepLast >= 0, "snapshot-keep-last", () -> "must not be negative");
   }
@@ -129,6 +155,7 @@ public record PostgresSettings(
           read(config, path, "max-lifetime", () -> config.getDuration("max-lifetime")),
           read(config, path, "max-batch-size", () -> config.getInt("max-batch-size")),
           read(config, path, "max-in-flight-batches", () -> config.getInt("max-in-flight-batches")),
+          read(config, path, "max-batch-wait", () -> config.getDuration("max-batch-wait")),
           read(config, path, "replay-fetch-size", () -> config.getInt("replay-fetch-size")),
           read(config, path, "snapshot-keep-last", () -> config.getInt("snapshot-keep-last")));
     } catch (InvalidSetting e) {
@@ -175,6 +202,8 @@ public record PostgresSettings(
         + maxBatchSize
         + ", maxInFlightBatches="
         + maxInFlightBatches
+        + ", maxBatchWait="
+        + maxBatchWait
         + ", replayFetchSize="
         + replayFetchSize
         + ", snapshotKeepLast="
