@@ -400,6 +400,9 @@ public final class NatsJournal implements Journal {
     long first = write.expectedSequenceNr() + 1;
     positions.remove(id);
     boolean uncertain = isUncertain(cause);
+    if (uncertain) {
+      shared.checkLiveness(dispatcher);
+    }
     if (uncertain && attempt < settings.publishRetries() && !closed.get()) {
       log.debug("Acknowledgement for [{}] at sequenceNr [{}] lost ({}); republishing", id, first, cause.toString());
       Executor later =
@@ -483,6 +486,7 @@ public final class NatsJournal implements Journal {
           0,
           e);
     } catch (IOException | RuntimeException e) {
+      shared.checkLiveness(dispatcher);
       throw new JournalException(
           "cannot read the last event of [" + id + "] from stream [" + settings.stream() + "]: " + e,
           id,

@@ -52,7 +52,24 @@ public record NatsSettings(
     Duration reconnectWait,
     int maxReconnects) {
 
-  /** Validates and copies the fields. */
+  /**
+   * Validates and copies the fields.
+   *
+   * @param servers see the record description
+   * @param connectionName see the record description
+   * @param user see the record description
+   * @param password see the record description
+   * @param token see the record description
+   * @param nkeySeed see the record description
+   * @param credsFile see the record description
+   * @param tls see the record description
+   * @param trustStore see the record description
+   * @param trustStorePassword see the record description
+   * @param connectTimeout see the record description
+   * @param requestTimeout see the record description
+   * @param reconnectWait see the record description
+   * @param maxReconnects see the record description
+   */
   public NatsSettings {
     servers = List.copyOf(servers);
     if (servers.isEmpty()) {

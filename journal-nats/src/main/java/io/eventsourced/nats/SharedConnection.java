@@ -8,10 +8,12 @@ import io.nats.client.JetStream;
 import io.nats.client.JetStreamApiException;
 import io.nats.client.JetStreamManagement;
 import io.nats.client.JetStreamOptions;
+import io.nats.client.Message;
 import io.nats.client.Nats;
 import java.io.IOException;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
@@ -31,6 +33,7 @@ final class SharedConnection {
   private final Connection connection;
   private final JetStream jetStream;
   private final JetStreamManagement management;
+  private final AtomicBoolean probing = new AtomicBoolean();
   private int users;
 
   private SharedConnection(Key key, Connection connection, JetStream js, JetStreamManagement jsm) {
@@ -144,6 +147,40 @@ final class SharedConnection {
     return management;
   }
 
+  /**
+   * Checks, after a request or acknowledgement timed out, that a connection claiming to be
+   * connected still carries requests: one request to the JetStream API. If it gets no answer at
+   * all (not even an error status) within the request timeout, the connection is wedged (the
+   * server receives nothing, seen with jnats after a server restart) and is reconnected. At most
+   * one check runs at a time.
+   *
+   * @param executor where to run the blocking check
+   */
+  void checkLiveness(Executor executor) {
+    if (connection.getStatus() != Connection.Status.CONNECTED || !probing.compareAndSet(false, true)) {
+      return;
+    }
+    executor.execute(
+        () -> {
+          try {
+            Message reply = connection.request("$JS.API.INFO", null, key.settings().requestTimeout());
+            if (reply == null && connection.getStatus() == Connection.Status.CONNECTED) {
+              log.warn(
+                  "NATS connection to [{}] answered no request within [{}] although connected; reconnecting",
+                  connection.getConnectedUrl(),
+                  key.settings().requestTimeout());
+              connection.forceReconnect();
+            }
+          } catch (IOException | RuntimeException e) {
+            log.debug("NATS liveness check failed: {}", e.toString());
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+          } finally {
+            probing.set(false);
+          }
+        });
+  }
+
   /** Gives up one use; the last user closes the connection. */
   void release() {
     synchronized (open) {
@@ -169,6 +206,8 @@ final class SharedConnection {
   private static final class ConnectionEvents implements ConnectionListener {
     private final AtomicBoolean disconnected = new AtomicBoolean();
 
+    // jnats still declares only this overload abstract; its replacement is a default method.
+    @SuppressWarnings("deprecation")
     @Override
     public void connectionEvent(Connection connection, Events event) {
       switch (event) {

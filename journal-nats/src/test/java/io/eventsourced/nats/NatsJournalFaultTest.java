@@ -109,21 +109,6 @@ class NatsJournalFaultTest {
         while (ackedAfterRestart.get() < writers * 20 && System.nanoTime() < deadline) {
           Thread.sleep(50);
         }
-        if (System.getenv("KEEP_NATS_LOG") != null && ackedAfterRestart.get() < writers * 20) {
-          server.signal("QUIT");
-          Thread.sleep(500);
-          Connection c = ((NatsJournal) journal).connection();
-          log.info("jnats status {} stats {}", c.getStatus(), c.getStatistics());
-          Thread.getAllStackTraces().forEach((t, st) -> {
-            StringBuilder b = new StringBuilder();
-            for (StackTraceElement e : st) {
-              b.append("\n    ").append(e);
-            }
-            if (b.indexOf("io.nats") >= 0) {
-              log.info("thread {} {}{}", t.getName(), t.getState(), b);
-            }
-          });
-        }
         stop.set(true);
         for (Thread thread : threads) {
           thread.join(60_000);

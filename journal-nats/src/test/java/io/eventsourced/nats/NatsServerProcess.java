@@ -113,19 +113,21 @@ final class NatsServerProcess implements AutoCloseable {
    * Sends a signal to the process, e.g. STOP to freeze it (connections stay open, nothing is
    * answered) and CONT to resume it.
    */
-  void signal(String signal) throws Exception {
+  void signal(String signal) throws IOException, InterruptedException {
     Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(process.pid())).start();
     kill.waitFor(5, TimeUnit.SECONDS);
   }
 
   @Override
-  public void close() throws Exception {
+  public void close() throws IOException {
     if (process != null && process.isAlive()) {
-      signal("CONT");
-      kill();
-    }
-    if (System.getenv("KEEP_NATS_LOG") != null) {
-      Files.copy(storeDir.resolve("server.log"), Path.of(System.getenv("KEEP_NATS_LOG")), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+      try {
+        signal("CONT");
+        kill();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        process.destroyForcibly();
+      }
     }
     try (Stream<Path> files = Files.walk(storeDir)) {
       files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
