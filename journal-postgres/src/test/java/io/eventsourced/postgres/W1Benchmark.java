@@ -7,6 +7,9 @@ import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.Journal;
 import io.eventsourced.journal.PersistentRepr;
 import java.nio.ByteBuffer;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -38,7 +41,10 @@ public final class W1Benchmark {
   public static void main(String[] args) throws Exception {
     int entities = args.length > 0 ? Integer.parseInt(args[0]) : 50;
     int commands = args.length > 1 ? Integer.parseInt(args[1]) : 20_000;
-    String schema = PostgresTestSupport.freshSchema("bench");
+    // -Dbench.replaySchema=NAME replays the entities already stored in that schema (e.g. the
+    // sample's) instead of writing; the schema is kept.
+    String replaySchema = System.getProperty("bench.replaySchema");
+    String schema = replaySchema != null ? replaySchema : PostgresTestSupport.freshSchema("bench");
     Config config =
         PostgresTestSupport.config(
             "eventsourced.postgres.schema = \"" + schema + "\"\n"
@@ -48,6 +54,16 @@ public final class W1Benchmark {
       Journal journal = Persistence.get(system).journal("eventsourced.journal.postgres");
       String run = Long.toString(System.nanoTime(), 36);
       List<PersistenceId> ids = new ArrayList<>();
+      if (replaySchema != null) {
+        long stored = storedEntities(schema, ids);
+        double seconds = replayAll(journal, ids, stored);
+        System.out.printf(
+            Locale.ROOT,
+            "SUMMARY spi-replay schema=%s entities=%d events=%d recovery=%.2fs %.0f events/s config=[%s]%n",
+            schema, ids.size(), stored, seconds, stored / seconds,
+            System.getProperty("bench.config", "").replace('\n', ' '));
+        return;
+      }
       for (int e = 0; e < entities; e++) {
         ids.add(PersistenceId.of("counter", run + "-" + e));
       }
@@ -78,8 +94,27 @@ public final class W1Benchmark {
     } finally {
       system.terminate();
       system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
-      PostgresTestSupport.dropSchema(schema);
+      if (replaySchema == null) {
+        PostgresTestSupport.dropSchema(schema);
+      }
     }
+  }
+
+  /** Adds the entities stored in a schema to {@code ids}; returns how many events they have. */
+  private static long storedEntities(String schema, List<PersistenceId> ids) throws Exception {
+    long events = 0;
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        PreparedStatement ps =
+            c.prepareStatement(
+                "SELECT type_name, entity_id, max(sequence_nr) FROM " + Sql.quote(schema)
+                    + ".event_journal GROUP BY type_name, entity_id");
+        ResultSet rs = ps.executeQuery()) {
+      while (rs.next()) {
+        ids.add(PersistenceId.of(rs.getString(1), rs.getString(2)));
+        events += rs.getLong(3);
+      }
+    }
+    return events;
   }
 
   /** Replays every entity concurrently, checking contiguity; returns the seconds it took. */
