@@ -32,6 +32,10 @@ import org.slf4j.LoggerFactory;
  * store it in one transaction with one statement, so that many entities share one round trip and
  * one WAL flush.
  *
+ * <p>A batch of one-event writes (the common case) is one round trip: the insert runs in
+ * autocommit mode and PostgreSQL commits it as it executes. Other batches run the insert and the
+ * commit in an explicit transaction.
+ *
  * <p>Per entity the contracts still hold: a write lands only if its expected sequence number is
  * the stored highest (see {@link Sql#appendBatch}); a write whose rows did not all land is a
  * conflict, and if some of them did land the transaction is rolled back and retried without it,
@@ -239,6 +243,10 @@ final class GroupCommit {
     List<Pending> todo = batch;
     List<Pending> conflicts = new ArrayList<>();
     try (Connection c = dataSource.getConnection()) {
+      if (singleEvents(batch)) {
+        storeSingleEvents(c, batch, conflicts);
+        todo = List.of();
+      }
       int retries = 0;
       while (!todo.isEmpty()) {
         boolean committing = false;
@@ -299,6 +307,62 @@ final class GroupCommit {
           "Stored a batch of {} writes ({} events, {} conflicts) in {} µs",
           batch.size(), events(batch), conflicts.size(), (System.nanoTime() - start) / 1000);
     }
+  }
+
+  /**
+   * The common case, a batch of one-event writes, in one round trip: the insert runs in
+   * autocommit mode, so PostgreSQL commits it as it executes. A one-event write cannot land in
+   * part, and a batch holds one write per entity, so a write whose row did not land is a
+   * conflict and nothing needs undoing.
+   */
+  private void storeSingleEvents(Connection c, List<Pending> batch, List<Pending> conflicts)
+      throws SQLException {
+    int retries = 0;
+    c.setAutoCommit(true);
+    try {
+      while (true) {
+        try {
+          Map<PersistenceId, Integer> landed = insertReturning(c, batch);
+          List<Pending> stored = new ArrayList<>(batch.size());
+          for (Pending p : batch) {
+            (landed.containsKey(p.write.persistenceId()) ? stored : conflicts).add(p);
+          }
+          succeed(stored);
+          return;
+        } catch (SQLException e) {
+          if (isTransient(e) && retries++ < MAX_RETRIES) {
+            log.debug("Retrying a batch of {} writes after [{}]", batch.size(), e.getSQLState());
+            continue;
+          }
+          // The server reports an error before it commits; a broken connection leaves the
+          // outcome unknown.
+          fail(batch, e, isConnectionError(e));
+          return;
+        }
+      }
+    } finally {
+      try {
+        c.setAutoCommit(false);
+      } catch (SQLException e) {
+        // A broken connection; the pool discards it.
+        log.debug("Cannot reset autocommit [{}]", e.getSQLState());
+      }
+    }
+  }
+
+  private static boolean singleEvents(List<Pending> writes) {
+    for (Pending p : writes) {
+      if (p.write.events().size() != 1) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** SQLState class 08 (connection exception), or none: the connection failed mid-way. */
+  private static boolean isConnectionError(SQLException e) {
+    String state = e.getSQLState();
+    return state == null || state.startsWith("08");
   }
 
   private int insert(Connection c, List<Pending> writes) throws SQLException {

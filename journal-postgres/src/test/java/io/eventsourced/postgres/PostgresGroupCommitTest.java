@@ -165,6 +165,57 @@ class PostgresGroupCommitTest {
   }
 
   @Test
+  @DisplayName("fails only the conflicting writes of a batch of one-event writes (stored in one round trip)")
+  void conflictsInOneSingleEventBatch() throws Exception {
+    PersistenceId blocker = freshId();
+    List<PersistenceId> good = new ArrayList<>();
+    for (int i = 0; i < 10; i++) {
+      good.add(freshId());
+    }
+    PersistenceId seen = freshId();
+    PersistenceId unseen = freshId();
+    journal().append(write(seen, 0, 5)).toCompletableFuture().get(10, TimeUnit.SECONDS);
+    PersistenceId ahead = freshId();
+    PersistenceId existing = freshId();
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+      storeDirectly(c, unseen, 5);
+      storeDirectly(c, ahead, 5);
+      storeDirectly(c, existing, 2);
+      c.setAutoCommit(false);
+      storeDirectly(c, blocker, 1);
+      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
+      Thread.sleep(300);
+      List<CompletableFuture<?>> goodWrites = new ArrayList<>();
+      for (PersistenceId id : good) {
+        goodWrites.add(journal().append(write(id, 0, 1)).toCompletableFuture());
+      }
+      List<CompletableFuture<?>> conflicting = new ArrayList<>();
+      for (PersistenceId id : List.of(seen, unseen)) {
+        conflicting.add(journal().append(write(id, 3, 1)).toCompletableFuture());
+      }
+      // ahead: 8 would leave a gap after 5; and a fresh writer on an existing entity
+      conflicting.add(journal().append(write(ahead, 7, 1)).toCompletableFuture());
+      conflicting.add(journal().append(write(existing, 0, 1)).toCompletableFuture());
+      assertThat(blocked).isNotDone();
+      c.commit();
+      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      for (CompletableFuture<?> f : goodWrites) {
+        assertThat(outcome(f)).isNull();
+      }
+      for (CompletableFuture<?> f : conflicting) {
+        assertThat(outcome(f)).isInstanceOf(ConcurrencyConflictException.class);
+      }
+    }
+    assertThat(stored(journal(), ahead)).containsExactly(1L, 2L, 3L, 4L, 5L);
+    assertThat(stored(journal(), existing)).containsExactly(1L, 2L);
+    for (PersistenceId id : good) {
+      assertThat(stored(journal(), id)).containsExactly(1L);
+    }
+    assertThat(stored(journal(), seen)).containsExactly(1L, 2L, 3L, 4L, 5L);
+    assertThat(stored(journal(), unseen)).containsExactly(1L, 2L, 3L, 4L, 5L);
+  }
+
+  @Test
   @DisplayName("lets exactly one of two journals (two processes) win each race for the same entity")
   void twoProcessesRace() throws Exception {
     Journal other = Persistence.get(secondProcess.system()).journal();
