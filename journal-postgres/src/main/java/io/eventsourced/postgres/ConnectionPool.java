@@ -139,7 +139,9 @@ final class ConnectionPool {
     // The plugins' statements are few and fixed and their best plans do not depend on the
     // values: generic plans save planning every batch (PostgreSQL would otherwise keep making
     // custom plans for the array-unnesting insert).
-    config.setConnectionInitSql("SET plan_cache_mode = force_generic_plan");
+    // Set in the startup packet (pgjdbc "options"), so no statement is needed; an "options"
+    // parameter in the URL takes precedence.
+    config.addDataSourceProperty("options", "-c plan_cache_mode=force_generic_plan");
     // Server-side prepared statements with binary transfer from the first execution: replay
     // reads bytea and numbers without text decoding.
     config.addDataSourceProperty("prepareThreshold", "-1");

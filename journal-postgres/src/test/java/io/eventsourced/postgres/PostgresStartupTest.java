@@ -158,6 +158,13 @@ class PostgresStartupTest {
       SnapshotStore snapshots = Persistence.get(first.system()).snapshotStore();
       Journal again = Persistence.get(second.system()).journal();
       assertThat(((PostgresJournal) journal).pool()).isSameAs(((PostgresSnapshotStore) snapshots).pool());
+      try (java.sql.Connection c = ((PostgresJournal) journal).pool().dataSource().getConnection();
+          java.sql.PreparedStatement ps = c.prepareStatement("SHOW plan_cache_mode");
+          java.sql.ResultSet rs = ps.executeQuery()) {
+        rs.next();
+        assertThat(rs.getString(1)).as("pooled connections use generic plans").isEqualTo("force_generic_plan");
+        c.rollback();
+      }
       assertThat(((PostgresJournal) again).pool()).isNotSameAs(((PostgresJournal) journal).pool());
       assertThat(again.highestSequenceNr(io.eventsourced.PersistenceId.of("t", "x")).toCompletableFuture().get())
           .isZero();
