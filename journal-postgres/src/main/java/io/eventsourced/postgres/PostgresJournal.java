@@ -39,8 +39,10 @@ import org.slf4j.LoggerFactory;
  *   <li><b>Uncertain outcomes.</b> If the connection fails, every write of the batch fails with a
  *       {@link JournalException}; nothing is retried, so a replay shows exactly what was
  *       committed.
- *   <li><b>Replay</b> streams {@code replay-fetch-size} rows per round trip inside a read
- *       transaction; the highest sequenceNr is one primary key lookup.
+ *   <li><b>Replay</b> streams pages of {@code replay-fetch-size} events, one query (a key range
+ *       of the primary key) per page, never the whole history; concurrent replays advance page
+ *       by page together and share PostgreSQL's buffer cache. The highest sequenceNr is one
+ *       primary key lookup.
  * </ul>
  */
 public final class PostgresJournal implements Journal {
@@ -121,34 +123,38 @@ public final class PostgresJournal implements Journal {
       return CompletableFuture.completedFuture(Done.getInstance());
     }
     CompletableFuture<Done> result = new CompletableFuture<>();
-    execute(result, persistenceId, fromSequenceNr, () -> {
-      stream(persistenceId, fromSequenceNr, toSequenceNr, max, onEvent, result);
-    });
+    long from = Math.max(fromSequenceNr, 1);
+    execute(result, persistenceId, from, () -> replayPage(persistenceId, from, toSequenceNr, max, onEvent, result));
     return result;
   }
 
-  private void stream(
+  /**
+   * Delivers one page of at most {@code replay-fetch-size} events (one query, one round trip, a
+   * keyset range of the primary key) and queues the next page behind whatever else waits for the
+   * dispatcher. Concurrent replays thus advance page by page together. Group commit stores the
+   * events of entities that write together on the same heap pages, so replays that move in step
+   * share the pages PostgreSQL has just cached instead of each sweeping the whole table.
+   */
+  private void replayPage(
       PersistenceId id,
       long from,
       long to,
-      long max,
+      long remaining,
       Consumer<PersistentRepr> onEvent,
       CompletableFuture<Done> result) {
-    long next = Math.max(from, 1);
+    int limit = (int) Math.min(remaining, settings.replayFetchSize());
+    long delivered = 0;
+    long next = from;
     try (Connection c = pool.dataSource().getConnection()) {
       try (PreparedStatement ps = c.prepareStatement(sql.replay)) {
-        // With autocommit off, pgjdbc fetches through a cursor: a page of rows per round trip,
-        // never the whole history in memory.
-        ps.setFetchSize(settings.replayFetchSize());
         ps.setString(1, id.typeName());
         ps.setString(2, id.entityId());
-        ps.setLong(3, next);
+        ps.setLong(3, from);
         ps.setLong(4, to);
-        ps.setLong(5, max);
+        ps.setLong(5, limit);
         try (ResultSet rs = ps.executeQuery()) {
           while (rs.next()) {
             long sequenceNr = rs.getLong(1);
-            next = sequenceNr;
             PersistentRepr event;
             try {
               event = new PersistentRepr(id, sequenceNr, rs.getInt(2), rs.getString(3), rs.getBytes(4));
@@ -165,23 +171,31 @@ public final class PostgresJournal implements Journal {
               result.completeExceptionally(e);
               return;
             }
+            delivered++;
             next = sequenceNr + 1;
           }
-        }
-        if (next > Math.max(from, 1)) {
-          // Delivered events up to next - 1: those rows exist.
-          storedSequenceNrs.stored(id, next - 1);
         }
       } finally {
         c.rollback();
       }
-      result.complete(Done.getInstance());
     } catch (SQLException e) {
       result.completeExceptionally(
           new JournalException(
               "cannot replay events of [" + id + "] from sequenceNr [" + next + "]: " + e.getMessage(),
               id, next, e));
+      return;
     }
+    if (delivered > 0) {
+      // Delivered events up to next - 1: those rows exist.
+      storedSequenceNrs.stored(id, next - 1);
+    }
+    if (delivered < limit || delivered == remaining || next > to) {
+      result.complete(Done.getInstance());
+      return;
+    }
+    long nextFrom = next;
+    long left = remaining - delivered;
+    execute(result, id, nextFrom, () -> replayPage(id, nextFrom, to, left, onEvent, result));
   }
 
   @Override
