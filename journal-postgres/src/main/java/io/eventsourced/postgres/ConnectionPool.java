@@ -129,8 +129,8 @@ final class ConnectionPool {
     // A fixed-size pool: the dispatcher running the JDBC calls has as many threads.
     config.setMaximumPoolSize(s.poolSize());
     config.setMinimumIdle(s.poolSize());
-    // Every operation ends with an explicit commit or rollback; replay needs autocommit off so
-    // that pgjdbc streams with a cursor.
+    // Writes of several statements need a transaction; every operation ends with an explicit
+    // commit or rollback (one-event batches switch to autocommit for their single statement).
     config.setAutoCommit(false);
     config.setConnectionTimeout(s.connectionTimeout().toMillis());
     config.setMaxLifetime(s.maxLifetime().toMillis());

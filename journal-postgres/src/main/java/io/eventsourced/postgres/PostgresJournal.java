@@ -21,7 +21,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A {@link Journal} on PostgreSQL: one row per event in a table keyed by (type name, entity id,
- * sequenceNr), written with group commit across entities, replayed by streaming a cursor.
+ * sequenceNr), written with group commit across entities, replayed page by page.
  *
  * <p>Configured at {@code eventsourced.journal.postgres} (see the module's {@code
  * reference.conf}); select it with {@code eventsourced.journal.plugin =
