@@ -369,6 +369,27 @@ class EntityTest {
     assertThat(expectFailed()).hasMessageContaining("stopped");
   }
 
+  @Test
+  @DisplayName("tells a command that arrives after a failed recovery why the entity stopped")
+  void lateCommandLearnsTheCause() throws Exception {
+    var first = spawn(tally);
+    send(first, new Tally.Add("a"));
+    expectAccepted();
+    testKit.stop(first);
+    journal().failNextReplay(pid);
+    EntityRef<Tally.Command, List<String>, Tally.Error> ref = Entity.spawn(testKit.system(), tally, id);
+    await(ref.whenStopped());
+    try {
+      ref.ask(new Tally.Get()).toCompletableFuture().get(5, TimeUnit.SECONDS);
+      throw new AssertionError("expected a failure");
+    } catch (ExecutionException e) {
+      assertThat(e.getCause())
+          .isInstanceOf(EntityException.class)
+          .hasMessageContaining("stopped after a failure")
+          .hasMessageContaining("injected replay failure");
+    }
+  }
+
   /** Serializes test fixtures the way the entity does, to write records by hand. */
   private final class Serde {
     private final org.apache.pekko.serialization.Serialization serialization =

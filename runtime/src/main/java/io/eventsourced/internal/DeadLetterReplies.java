@@ -2,7 +2,9 @@ package io.eventsourced.internal;
 
 import io.eventsourced.EntityCommand;
 import io.eventsourced.EntityException;
+import io.eventsourced.PersistenceId;
 import io.eventsourced.Reply;
+import java.util.function.Function;
 import org.apache.pekko.actor.AllDeadLetters;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -20,27 +22,30 @@ final class DeadLetterReplies {
 
   private DeadLetterReplies() {}
 
-  static void start(ActorSystem<?> system) {
+  static void start(ActorSystem<?> system, Function<PersistenceId, EntityException> failures) {
     ActorRef<AllDeadLetters> listener =
-        system.systemActorOf(behavior(), "eventsourced-dead-letter-replies", Props.empty());
+        system.systemActorOf(behavior(failures), "eventsourced-dead-letter-replies", Props.empty());
     system.eventStream().tell(new EventStream.Subscribe<>(AllDeadLetters.class, listener));
   }
 
   @SuppressWarnings({"unchecked", "rawtypes"})
-  private static Behavior<AllDeadLetters> behavior() {
+  private static Behavior<AllDeadLetters> behavior(
+      Function<PersistenceId, EntityException> failures) {
     return Behaviors.receive(AllDeadLetters.class)
         .onMessage(
             AllDeadLetters.class,
             dead -> {
               Object message = dead.message();
               if (message instanceof Ask ask) {
+                EntityException cause = failures.apply(ask.persistenceId());
+                String why = cause == null ? "" : " after a failure: " + cause.getMessage();
                 ask.replyTo()
                     .accept(
                         new Reply.Failed<>(
                             new EntityException(
                                 ask.persistenceId(),
-                                "entity [" + ask.persistenceId() + "] is stopped; the command was not handled",
-                                null)));
+                                "entity [" + ask.persistenceId() + "] is stopped" + why + "; the command was not handled",
+                                cause)));
               } else if (message instanceof EntityCommand command) {
                 command
                     .replyTo()

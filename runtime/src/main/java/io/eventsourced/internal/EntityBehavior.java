@@ -82,6 +82,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
   private final Serde serde;
   private final int stashCapacity;
   private final Runnable onStopped;
+  private final EventsourcedRuntime runtime;
   private final ArrayDeque<Ask<C, R, Err>> stash = new ArrayDeque<>();
 
   private Mode mode = Mode.RECOVERING;
@@ -97,6 +98,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       Runnable onStopped) {
     super(context);
     EventsourcedRuntime runtime = EventsourcedRuntime.get(context.getSystem());
+    this.runtime = runtime;
+    runtime.failed(persistenceId, null);
     this.persistenceId = persistenceId;
     this.definition = definition;
     this.commandHandler = definition.commandHandler();
@@ -291,8 +294,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
 
   private Behavior<Object> failRecovery(JournalException error) {
     log.error("Recovery of [{}] failed; stopping: {}", persistenceId, error.getMessage(), error);
-    failAllWaiting(new EntityException(persistenceId, error.getMessage(), error));
-    return Behaviors.stopped();
+    return failAndStop(new EntityException(persistenceId, error.getMessage(), error));
   }
 
   // ------------------------------------------------------------------------------ commands
@@ -425,8 +427,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       log.error("{}", message, cause);
       EntityException error = new EntityException(persistenceId, message, cause);
       ask.replyTo().accept(new Reply.Failed<>(error));
-      failAllWaiting(error);
-      return Behaviors.stopped();
+      return failAndStop(error);
     }
     long before = sequenceNr;
     boolean snapshot = false;
@@ -446,8 +447,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
               e);
       log.error("{}", error.getMessage(), e);
       ask.replyTo().accept(new Reply.Failed<>(error));
-      failAllWaiting(error);
-      return Behaviors.stopped();
+      return failAndStop(error);
     }
     sequenceNr = before + events.size();
     if (snapshot) {
@@ -518,6 +518,13 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
   }
 
   // ------------------------------------------------------------------------------ stopping
+
+  /** Stops after a failure: fails every waiting caller and remembers why for later callers. */
+  private Behavior<Object> failAndStop(EntityException error) {
+    runtime.failed(persistenceId, error);
+    failAllWaiting(error);
+    return Behaviors.stopped();
+  }
 
   private void failAllWaiting(EntityException error) {
     Reply<R, Err> failed = new Reply.Failed<>(error);

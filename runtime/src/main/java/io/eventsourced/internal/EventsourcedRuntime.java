@@ -1,5 +1,9 @@
 package io.eventsourced.internal;
 
+import io.eventsourced.EntityException;
+import io.eventsourced.PersistenceId;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Extension;
 import org.apache.pekko.actor.typed.ExtensionId;
@@ -18,12 +22,13 @@ public final class EventsourcedRuntime implements Extension {
   private final PluginRegistry plugins;
   private final EntitySettings settings;
   private final Serde serde;
+  private final Map<PersistenceId, EntityException> failures = new ConcurrentHashMap<>();
 
   private EventsourcedRuntime(ActorSystem<?> system) {
     this.settings = EntitySettings.fromConfig(system.settings().config());
     this.plugins = new PluginRegistry(system);
     this.serde = new Serde(system);
-    DeadLetterReplies.start(system);
+    DeadLetterReplies.start(system, failures::get);
   }
 
   /**
@@ -52,6 +57,21 @@ public final class EventsourcedRuntime implements Extension {
    */
   public EntitySettings settings() {
     return settings;
+  }
+
+  /**
+   * Remembers why an entity stopped after a failure, so commands that reach it afterwards are
+   * answered with that cause. Cleared when the entity starts again.
+   *
+   * @param persistenceId the entity
+   * @param failure why it stopped, or {@code null} to forget
+   */
+  void failed(PersistenceId persistenceId, EntityException failure) {
+    if (failure == null) {
+      failures.remove(persistenceId);
+    } else {
+      failures.put(persistenceId, failure);
+    }
   }
 
   /**
