@@ -78,8 +78,12 @@ import org.slf4j.LoggerFactory;
  *       write that holds everything asked for is served from the last message alone.
  * </ul>
  *
- * <p>Blocking calls (lookups, replays, setup) run on the plugin dispatcher; completions of the
- * returned stages run there too, never on the NATS client's threads.
+ * <p>Blocking calls (lookups, replays, setup) run on the plugin dispatcher, never on the caller's
+ * or the NATS client's threads. A successful append completes on the client's thread that
+ * processes acknowledgements, to save a thread hand-off per write: dependent stages must not
+ * block (the runtime only pipes the outcome to the entity). Replays, lookups and failed appends
+ * complete on the plugin dispatcher (an append the client rejects at once, on the caller's
+ * thread).
  */
 public final class NatsJournal implements Journal {
   private static final Logger log = LoggerFactory.getLogger(NatsJournal.class);
@@ -96,7 +100,6 @@ public final class NatsJournal implements Journal {
   private final JetStream jetStream;
   private final JetStreamManagement management;
   private final Executor dispatcher;
-  private final Completions completions;
   private final JournalSettings settings;
   private final String subjectPrefix;
   private final Map<PersistenceId, Position> positions = new ConcurrentHashMap<>();
@@ -122,7 +125,6 @@ public final class NatsJournal implements Journal {
   private NatsJournal(JournalSettings settings, PluginContext context) {
     this.settings = settings;
     this.dispatcher = context.dispatcher();
-    this.completions = new Completions(dispatcher);
     this.subjectPrefix = settings.subjectPrefix() + ".";
     this.writerId = Long.toString(ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE, 36);
     this.shared =
@@ -237,23 +239,29 @@ public final class NatsJournal implements Journal {
       result.completeExceptionally(closedError(write.persistenceId(), write.expectedSequenceNr() + 1));
       return result;
     }
-    Outgoing out;
     try {
-      out = new Outgoing(write);
+      Outgoing out = new Outgoing(write);
+      if (write.expectedSequenceNr() == 0) {
+        publish(out, 0, true, 0, result);
+        return result;
+      }
+      Position known = positions.get(write.persistenceId());
+      if (known != null && known.sequenceNr() == write.expectedSequenceNr()) {
+        publish(out, known.streamSequence(), false, 0, result);
+      } else {
+        // A cache miss needs a blocking lookup of the subject's last message.
+        dispatcher.execute(() -> lookupAndPublish(out, result, false));
+      }
     } catch (JournalException e) {
       result.completeExceptionally(e);
-      return result;
-    }
-    if (write.expectedSequenceNr() == 0) {
-      publish(out, 0, true, 0, result);
-      return result;
-    }
-    Position known = positions.get(write.persistenceId());
-    if (known != null && known.sequenceNr() == write.expectedSequenceNr()) {
-      publish(out, known.streamSequence(), false, 0, result);
-    } else {
-      // A cache miss needs a blocking lookup of the subject's last message.
-      dispatcher.execute(() -> lookupAndPublish(out, result, false));
+    } catch (RuntimeException e) {
+      // Never thrown from the method (e.g. a dispatcher rejecting work at shutdown).
+      result.completeExceptionally(
+          new JournalException(
+              "cannot append events for [" + write.persistenceId() + "]: " + e,
+              write.persistenceId(),
+              write.expectedSequenceNr() + 1,
+              e));
     }
     return result;
   }
@@ -326,7 +334,7 @@ public final class NatsJournal implements Journal {
       retryOrFail(out, expectedStreamSequence, verified, attempt, result, e);
       return;
     }
-    // Runs on a jnats thread: only bookkeeping here, completion is handed to the dispatcher.
+    // Runs on the client's thread that processes acknowledgements: only bookkeeping here.
     ack.whenComplete(
         (pubAck, error) -> {
           if (error == null) {
@@ -340,7 +348,9 @@ public final class NatsJournal implements Journal {
                   write.highestSequenceNr(),
                   pubAck.isDuplicate() ? " (acknowledged as duplicate of an earlier attempt)" : "");
             }
-            completions.submit(() -> result.complete(Done.getInstance()));
+            // Completed right here: a hop to the dispatcher costs a thread wake-up per write on
+            // the latency-bound path; the runtime only pipes the result to the entity.
+            result.complete(Done.getInstance());
             return;
           }
           Throwable cause = unwrap(error);
@@ -448,14 +458,19 @@ public final class NatsJournal implements Journal {
       result.completeExceptionally(closedError(persistenceId, 0));
       return result;
     }
-    dispatcher.execute(
-        () -> {
-          try {
-            result.complete(lookup(persistenceId).sequenceNr());
-          } catch (RuntimeException e) {
-            result.completeExceptionally(e);
-          }
-        });
+    try {
+      dispatcher.execute(
+          () -> {
+            try {
+              result.complete(lookup(persistenceId).sequenceNr());
+            } catch (RuntimeException e) {
+              result.completeExceptionally(e);
+            }
+          });
+    } catch (RuntimeException e) {
+      result.completeExceptionally(
+          new JournalException("cannot read the highest sequenceNr of [" + persistenceId + "]: " + e, persistenceId, 0, e));
+    }
     return result;
   }
 
@@ -546,17 +561,26 @@ public final class NatsJournal implements Journal {
       result.completeExceptionally(closedError(persistenceId, fromSequenceNr));
       return result;
     }
-    dispatcher.execute(
-        () -> {
-          try {
-            if (max > 0 && fromSequenceNr <= toSequenceNr) {
-              new Replay(persistenceId, Math.max(1, fromSequenceNr), toSequenceNr, max, onEvent).run();
+    try {
+      dispatcher.execute(
+          () -> {
+            try {
+              if (max > 0 && fromSequenceNr <= toSequenceNr) {
+                new Replay(persistenceId, Math.max(1, fromSequenceNr), toSequenceNr, max, onEvent).run();
+              }
+              result.complete(Done.getInstance());
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+              result.completeExceptionally(
+                  new JournalException("interrupted while replaying [" + persistenceId + "]", persistenceId, fromSequenceNr, e));
+            } catch (Throwable t) {
+              result.completeExceptionally(t);
             }
-            result.complete(Done.getInstance());
-          } catch (Throwable t) {
-            result.completeExceptionally(t);
-          }
-        });
+          });
+    } catch (RuntimeException e) {
+      result.completeExceptionally(
+          new JournalException("cannot replay [" + persistenceId + "]: " + e, persistenceId, fromSequenceNr, e));
+    }
     return result;
   }
 
@@ -603,7 +627,7 @@ public final class NatsJournal implements Journal {
 
     /**
      * The stream sequence of the message holding {@code from}: binary search over the stream
-     * sequences with "first message of the subject at or after", about log2(stream length) direct
+     * sequences with "first message of the subject at or after", about log2(stream length) message
      * gets. Only replays that do not start at 1 (after a snapshot) need it.
      */
     long locate(long lastStreamSequence) {

@@ -216,17 +216,22 @@ public final class NatsSnapshotStore implements SnapshotStore {
           new IllegalStateException("the NATS snapshot store is closed; cannot " + what + " [" + id + "]"));
       return result;
     }
-    dispatcher.execute(
-        () -> {
-          try {
-            result.complete(call.call());
-          } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            result.completeExceptionally(failure(id, what, e));
-          } catch (IOException | JetStreamApiException | RuntimeException e) {
-            result.completeExceptionally(failure(id, what, e));
-          }
-        });
+    try {
+      dispatcher.execute(
+          () -> {
+            try {
+              result.complete(call.call());
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+              result.completeExceptionally(failure(id, what, e));
+            } catch (IOException | JetStreamApiException | RuntimeException e) {
+              result.completeExceptionally(failure(id, what, e));
+            }
+          });
+    } catch (RuntimeException e) {
+      // Never thrown from the method (e.g. a dispatcher rejecting work at shutdown).
+      result.completeExceptionally(failure(id, what, e));
+    }
     return result;
   }
 
