@@ -189,6 +189,44 @@ class NatsJournalTest {
   }
 
   @Test
+  @DisplayName("fails to start when an existing stream does not capture the subject prefix")
+  void existingStreamWithOtherSubjects() {
+    journal(); // creates this class's stream with its own prefix
+    ActorTestKit kit =
+        ActorTestKit.create(
+            "NatsOtherPrefix",
+            names.config(TestNats.URL, "eventsourced.journal.nats.stream.subject-prefix = other" + UUID.randomUUID().toString().substring(0, 8)));
+    try {
+      assertThatThrownBy(() -> Persistence.get(kit.system()).journal("eventsourced.journal.nats"))
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining(names.stream())
+          .hasMessageContaining("does not capture subjects")
+          .hasMessageContaining("eventsourced.journal.nats.stream.subject-prefix");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  @Test
+  @DisplayName("fails to start the snapshot store naming the bucket when setup is off and it is missing")
+  void missingBucketWithoutSetup() {
+    String bucket = "missing-" + UUID.randomUUID().toString().substring(0, 8);
+    ActorTestKit kit =
+        ActorTestKit.create(
+            "NatsNoBucket",
+            names.config(TestNats.URL, "eventsourced.snapshot-store.nats { setup = off, bucket.name = " + bucket + " }"));
+    try {
+      assertThatThrownBy(() -> Persistence.get(kit.system()).snapshotStore("eventsourced.snapshot-store.nats"))
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining(bucket)
+          .hasMessageContaining(TestNats.URL)
+          .hasMessageContaining("eventsourced.snapshot-store.nats.setup");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  @Test
   @DisplayName("fails to start naming the servers, never the password, when they are unreachable")
   void unreachableServers() throws Exception {
     int port;
