@@ -33,6 +33,8 @@ import org.apache.pekko.Done;
  *       streamed, never materialising the whole history.
  *   <li>Failures are reported as failed stages carrying a {@link JournalException}, never thrown
  *       from the method itself.
+ *   <li>Stages may complete on any thread, including the plugin's own I/O threads. The runtime
+ *       only hands the outcome to the entity; other callers must not block in dependent stages.
  * </ul>
  */
 public interface Journal extends AutoCloseable {
