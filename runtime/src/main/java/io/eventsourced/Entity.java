@@ -27,7 +27,9 @@ public final class Entity {
 
   /**
    * The behavior of one entity, for {@code context.spawn(Entity.create(counter, id), name)}.
-   * Other actors send it {@link EntityCommand}s.
+   * Other actors send it {@link EntityCommand}s. Its plugins start on first use; to keep their
+   * blocking start off the entity's thread, start them beforehand with {@code
+   * Persistence.get(system).journal()} (as {@link #spawn} does).
    *
    * @param definition the entity type
    * @param entityId the entity id
@@ -55,10 +57,13 @@ public final class Entity {
    * @param <R> the reply value type
    * @param <Err> the domain error type
    * @return the entity reference
+   * @throws IllegalArgumentException if the entity's journal or snapshot store plugin is missing
+   *     or misconfigured, naming the config path
    */
   public static <C, E, S, R, Err> EntityRef<C, R, Err> spawn(
       ActorSystem<?> system, EventSourced<C, E, S, R, Err> definition, String entityId) {
     PersistenceId persistenceId = PersistenceId.of(definition.typeName(), entityId);
+    startPlugins(system, definition);
     EntityRef.Lifecycle lifecycle = new EntityRef.Lifecycle();
     ActorRef<Object> ref =
         system.systemActorOf(
@@ -81,15 +86,29 @@ public final class Entity {
    * @param <R> the reply value type
    * @param <Err> the domain error type
    * @return the entity reference
+   * @throws IllegalArgumentException if the entity's journal or snapshot store plugin is missing
+   *     or misconfigured, naming the config path
    */
   public static <C, E, S, R, Err> EntityRef<C, R, Err> spawn(
       ActorContext<?> context, EventSourced<C, E, S, R, Err> definition, String entityId) {
     PersistenceId persistenceId = PersistenceId.of(definition.typeName(), entityId);
+    startPlugins(context.getSystem(), definition);
     EntityRef.Lifecycle lifecycle = new EntityRef.Lifecycle();
     ActorRef<Object> ref =
         context.spawn(
             EntityBehavior.create(definition, entityId, lifecycle::stopped), actorName(persistenceId));
     return new EntityRef<>(context.getSystem(), persistenceId, ref, lifecycle);
+  }
+
+  /**
+   * Starts the entity's plugins on the caller's thread (once per actor system), so that their
+   * blocking start (a pool, a connection) does not run on an entity's dispatcher thread and a
+   * configuration error reaches the caller.
+   */
+  private static void startPlugins(ActorSystem<?> system, EventSourced<?, ?, ?, ?, ?> definition) {
+    Persistence persistence = Persistence.get(system);
+    persistence.journal(definition.journalPluginId());
+    persistence.snapshotStore(definition.snapshotPluginId());
   }
 
   /** A unique, valid actor name: readable prefix, then a counter so a re-spawn never collides. */

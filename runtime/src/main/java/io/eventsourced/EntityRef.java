@@ -4,8 +4,10 @@ import io.eventsourced.internal.Ask;
 import io.eventsourced.internal.EntityBehavior;
 import io.eventsourced.internal.EventsourcedRuntime;
 import java.time.Duration;
+import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
 import java.util.concurrent.TimeoutException;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.Cancellable;
@@ -21,7 +23,9 @@ import scala.concurrent.ExecutionContextExecutor;
  * <p>The stage completes with {@link Reply.Accepted} or {@link Reply.Rejected} (the typed domain
  * error), and fails with an {@link EntityException} on a technical failure: the write failed or
  * conflicted, the entity stopped, its stash overflowed, or no reply came within the timeout.
- * Continuations run on the actor system's dispatcher, never on the JDK's common pool.
+ * Continuations run on the actor system's dispatcher, never on the entity's own thread nor on
+ * the JDK's common pool: the non-async ones on the dispatcher task that completes the stage, the
+ * {@code *Async} ones without an executor argument on the dispatcher too.
  *
  * @param <C> the command type
  * @param <R> the reply value type
@@ -92,7 +96,8 @@ public final class EntityRef<C, R, Err> {
    *     failure
    */
   public CompletionStage<Reply<R, Err>> ask(C command, Duration timeout) {
-    PendingAsk<R, Err> ask = new PendingAsk<>();
+    Objects.requireNonNull(command, "command");
+    PendingAsk<Reply<R, Err>> ask = new PendingAsk<>(executor);
     ask.timer =
         scheduler.scheduleOnce(
             timeout,
@@ -105,8 +110,27 @@ public final class EntityRef<C, R, Err> {
             executor);
     // A command that reaches a stopped entity comes back as a failure through the dead-letter
     // listener, so no per-ask bookkeeping is needed for that case.
-    ref.tell(new Ask<C, R, Err>(persistenceId, command, ask::answer));
+    ref.tell(new Ask<C, R, Err>(persistenceId, command, reply -> answer(ask, reply)));
     return ask;
+  }
+
+  /**
+   * Completes an ask on the dispatcher, not on the entity's thread: a caller's continuation, even
+   * a slow one, then never holds up the entity.
+   */
+  private void answer(PendingAsk<Reply<R, Err>> ask, Reply<R, Err> reply) {
+    Cancellable timer = ask.timer;
+    if (timer != null) {
+      timer.cancel();
+    }
+    executor.execute(
+        () -> {
+          if (reply instanceof Reply.Failed<R, Err> failed) {
+            ask.completeExceptionally(failed.error());
+          } else {
+            ask.complete(reply);
+          }
+        });
   }
 
   /**
@@ -134,20 +158,26 @@ public final class EntityRef<C, R, Err> {
     return "EntityRef[" + persistenceId + "]";
   }
 
-  /** One ask in flight: cancels its timer when answered. */
-  private static final class PendingAsk<R, Err> extends CompletableFuture<Reply<R, Err>> {
+  /**
+   * One ask in flight. Its {@code *Async} continuations, and those of stages derived from it, run
+   * on the actor system's dispatcher instead of the JDK's common pool.
+   */
+  private static final class PendingAsk<T> extends CompletableFuture<T> {
+    private final Executor executor;
     volatile Cancellable timer;
 
-    void answer(Reply<R, Err> reply) {
-      Cancellable t = timer;
-      if (t != null) {
-        t.cancel();
-      }
-      if (reply instanceof Reply.Failed<R, Err> failed) {
-        completeExceptionally(failed.error());
-      } else {
-        complete(reply);
-      }
+    PendingAsk(Executor executor) {
+      this.executor = executor;
+    }
+
+    @Override
+    public Executor defaultExecutor() {
+      return executor;
+    }
+
+    @Override
+    public <U> CompletableFuture<U> newIncompleteFuture() {
+      return new PendingAsk<>(executor);
     }
   }
 }

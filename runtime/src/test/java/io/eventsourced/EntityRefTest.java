@@ -97,19 +97,41 @@ class EntityRefTest {
   }
 
   @Test
-  @DisplayName("runs continuations of an ask on the actor system's dispatcher, not the common pool")
-  void continuationsOnDispatcher() {
+  @DisplayName("runs continuations of an ask on the actor system's dispatcher, never the common pool")
+  void continuationsOnDispatcher() throws Exception {
     var ref = spawn();
     var journal = (io.eventsourced.journal.InMemoryJournal) Persistence.get(testKit.system()).journal();
-    CompletableFuture<String> thread = new CompletableFuture<>();
-    // Hold the write so the continuation is registered before the reply exists.
+    CompletableFuture<String> plain = new CompletableFuture<>();
+    CompletableFuture<String> async = new CompletableFuture<>();
+    // Hold the write until both continuations are registered, so neither runs on this thread.
     journal.pauseWrites();
     try {
-      ref.ask(new Tally.Add("a")).thenAccept(reply -> thread.complete(Thread.currentThread().getName()));
+      CompletionStage<Reply<List<String>, Tally.Error>> reply = ref.ask(new Tally.Add("a"));
+      reply.thenAccept(r -> plain.complete(Thread.currentThread().getName()));
+      reply.thenAcceptAsync(r -> async.complete(Thread.currentThread().getName()));
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+      while (journal.heldWrites() == 0 && System.nanoTime() < deadline) {
+        Thread.sleep(5);
+      }
+      assertThat(journal.heldWrites()).isEqualTo(1);
     } finally {
       journal.resumeWrites();
     }
-    assertThat(await(thread)).contains("pekko.actor.default-dispatcher").doesNotContain("ForkJoinPool.commonPool");
+    assertThat(await(plain)).contains("pekko.actor.default-dispatcher");
+    assertThat(await(async)).contains("pekko.actor.default-dispatcher");
+  }
+
+  @Test
+  @DisplayName("does not let a slow continuation hold up the entity")
+  void slowContinuationDoesNotStallEntity() {
+    var ref = spawn();
+    CompletableFuture<Void> release = new CompletableFuture<>();
+    ref.ask(new Tally.Add("a")).thenAccept(r -> release.join());
+    try {
+      assertThat(await(ref.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
+    } finally {
+      release.complete(null);
+    }
   }
 
   @Test
@@ -145,5 +167,26 @@ class EntityRefTest {
     await(ref.whenStopped());
     var again = Entity.spawn(testKit.system(), new Tally(), ref.persistenceId().entityId());
     assertThat(await(again.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
+  }
+
+  @Test
+  @DisplayName("refuses to spawn an entity whose journal is not configured, naming the config path")
+  void spawnWithMissingPlugin() {
+    org.assertj.core.api.Assertions.assertThatThrownBy(
+            () -> Entity.spawn(testKit.system(), new Tally(0, "no.such.journal"), "x"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[no.such.journal]");
+  }
+
+  @Test
+  @DisplayName("reports an entity that cannot start as stopped, and tells callers why")
+  void setupFailure() {
+    var behavior = Entity.create(new Tally(0, "no.such.journal"), "y");
+    var probe = testKit.<Reply<List<String>, Tally.Error>>createTestProbe();
+    var entity = testKit.spawn(behavior);
+    testKit.createTestProbe().expectTerminated(entity, Duration.ofSeconds(3));
+    entity.tell(new EntityCommand<>(new Tally.Get(), probe.ref()));
+    Reply<List<String>, Tally.Error> reply = probe.receiveMessage(Duration.ofSeconds(3));
+    assertThat(reply).isInstanceOf(Reply.Failed.class);
   }
 }

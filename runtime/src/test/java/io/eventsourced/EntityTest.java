@@ -351,10 +351,17 @@ class EntityTest {
   @DisplayName("stops on a stop effect after replying, and fails commands stashed behind it")
   void stopEffect() {
     var entity = spawn(tally);
-    send(entity, new Tally.Add("a"));
+    send(entity, new Tally.Get());
     expectAccepted();
+    journal().pauseWrites();
+    send(entity, new Tally.Add("a"));
     send(entity, new Tally.Finish());
+    send(entity, new Tally.Get());
+    probe.expectNoMessage(Duration.ofMillis(200));
+    journal().resumeWrites();
     assertThat(expectAccepted()).containsExactly("a");
+    assertThat(expectAccepted()).containsExactly("a");
+    assertThat(expectFailed()).hasMessageContaining("stopped");
     testKit.createTestProbe().expectTerminated(entity, Duration.ofSeconds(3));
   }
 

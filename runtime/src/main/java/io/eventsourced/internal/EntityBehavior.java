@@ -133,7 +133,20 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       EventSourced<C, E, S, R, Err> definition, String entityId, Runnable onStopped) {
     PersistenceId persistenceId = PersistenceId.of(definition.typeName(), entityId);
     return Behaviors.setup(
-        context -> new EntityBehavior<>(context, definition, persistenceId, onStopped));
+        context -> {
+          try {
+            return new EntityBehavior<>(context, definition, persistenceId, onStopped);
+          } catch (RuntimeException e) {
+            // Pekko delivers no PostStop to a behavior that never started: report it here.
+            EntityException error =
+                new EntityException(
+                    persistenceId, "cannot start entity [" + persistenceId + "]: " + e.getMessage(), e);
+            log.error("{}", error.getMessage(), e);
+            EventsourcedRuntime.get(context.getSystem()).failed(persistenceId, error);
+            onStopped.run();
+            return Behaviors.stopped();
+          }
+        });
   }
 
   @Override
@@ -328,6 +341,9 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     Effect<E, S, R, Err> effect;
     try {
       effect = commandHandler.apply(state, ask.command());
+      if (effect == null) {
+        throw new IllegalStateException("the command handler returned no effect (null)");
+      }
     } catch (RuntimeException e) {
       log.warn("Command handler of [{}] failed on [{}]", persistenceId, ask.command().getClass().getName(), e);
       ask.replyTo()
@@ -507,8 +523,17 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       log.warn("Cannot serialize the state of [{}] at sequenceNr [{}] for a snapshot; skipped", persistenceId, at, e);
       return;
     }
-    snapshotStore
-        .save(new SnapshotRecord(persistenceId, at, serialized.serializerId(), serialized.manifest(), serialized.bytes()))
+    CompletionStage<Done> saved;
+    try {
+      saved =
+          snapshotStore.save(
+              new SnapshotRecord(persistenceId, at, serialized.serializerId(), serialized.manifest(), serialized.bytes()));
+    } catch (RuntimeException e) {
+      // A plugin that throws instead of failing its stage must not take the reply with it.
+      log.warn("Saving a snapshot of [{}] at sequenceNr [{}] failed", persistenceId, at, e);
+      return;
+    }
+    saved
         .whenComplete(
             (done, error) -> {
               if (error != null) {

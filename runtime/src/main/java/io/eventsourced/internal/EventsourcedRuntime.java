@@ -3,7 +3,8 @@ package io.eventsourced.internal;
 import io.eventsourced.EntityException;
 import io.eventsourced.PersistenceId;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Extension;
 import org.apache.pekko.actor.typed.ExtensionId;
@@ -22,7 +23,18 @@ public final class EventsourcedRuntime implements Extension {
   private final PluginRegistry plugins;
   private final EntitySettings settings;
   private final Serde serde;
-  private final Map<PersistenceId, EntityException> failures = new ConcurrentHashMap<>();
+  /** Bounded, oldest dropped first: entities that failed and are never used again must not pile up. */
+  private final Map<PersistenceId, EntityException> failures =
+      Collections.synchronizedMap(
+          new LinkedHashMap<>() {
+            private static final long serialVersionUID = 1L;
+
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<PersistenceId, EntityException> eldest) {
+              return size() > MAX_REMEMBERED_FAILURES;
+            }
+          });
+  private static final int MAX_REMEMBERED_FAILURES = 10_000;
 
   private EventsourcedRuntime(ActorSystem<?> system) {
     this.settings = EntitySettings.fromConfig(system.settings().config());
