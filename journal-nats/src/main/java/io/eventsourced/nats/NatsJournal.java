@@ -492,7 +492,7 @@ public final class NatsJournal implements Journal {
       MessageInfo info = management.getLastMessage(settings.stream(), subject);
       return info == null || !info.isMessage() ? null : info;
     } catch (JetStreamApiException e) {
-      if (e.getApiErrorCode() == NO_MESSAGE_FOUND || e.getErrorCode() == 404) {
+      if (e.getApiErrorCode() == NO_MESSAGE_FOUND) {
         return null;
       }
       throw new JournalException(
@@ -655,7 +655,7 @@ public final class NatsJournal implements Journal {
         MessageInfo info = management.getMessage(settings.stream(), MessageGetRequest.nextForSubject(streamSequence, subject));
         return info == null || !info.isMessage() ? null : info;
       } catch (JetStreamApiException e) {
-        if (e.getApiErrorCode() == NO_MESSAGE_FOUND || e.getErrorCode() == 404) {
+        if (e.getApiErrorCode() == NO_MESSAGE_FOUND) {
           return null;
         }
         throw replayError("cannot locate", e);

@@ -166,7 +166,10 @@ public record NatsSettings(
             .connectionName(connectionName)
             .connectionTimeout(connectTimeout)
             .reconnectWait(reconnectWait)
-            .maxReconnects(maxReconnects);
+            .maxReconnects(maxReconnects)
+            // Publishes happen on entity threads: let jnats' writer thread flush the socket
+            // instead of every publish taking the writer's lock to flush it itself.
+            .dontForceFlushOnRequest();
     if (!user.isEmpty()) {
       builder.userInfo(user.toCharArray(), password.toCharArray());
     } else if (!token.isEmpty()) {
