@@ -118,7 +118,10 @@ public record PostgresSettings(
     check(poolSize >= 1, "pool-size", () -> "must be at least 1");
     check(!connectionTimeout.isNegative() && connectionTimeout.toMillis() >= 250,
         "connection-timeout", () -> "must be at least 250ms");
-    check(!socketTimeout.isNegative(), "socket-timeout", () -> "must not be negative");
+    // pgjdbc counts whole seconds and reads 0 as "wait forever": a sub-second value would
+    // silently disable the timeout.
+    check(socketTimeout.isZero() || socketTimeout.toMillis() >= 1000,
+        "socket-timeout", () -> "must be 0s (no timeout) or at least 1s");
     check(maxLifetime.toMillis() >= 30_000, "max-lifetime", () -> "must be at least 30s");
     check(maxBatchSize >= 1, "max-batch-size", () -> "must be at least 1");
     check(maxInFlightBatches >= 1 && maxInFlightBatches <= poolSize,

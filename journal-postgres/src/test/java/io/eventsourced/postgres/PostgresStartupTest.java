@@ -97,6 +97,11 @@ class PostgresStartupTest {
         .hasMessageContaining("[" + path + ".url]");
     assertThatThrownBy(() -> settings("eventsourced.postgres.connection-timeout = soon"))
         .hasMessageContaining("[" + path + ".connection-timeout]");
+    // pgjdbc would round 500ms down to 0, its "no timeout".
+    assertThatThrownBy(() -> settings("eventsourced.postgres.socket-timeout = 500ms"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[" + path + ".socket-timeout]");
+    assertThat(settings("eventsourced.postgres.socket-timeout = 0s").socketTimeout()).isZero();
   }
 
   private static PostgresSettings settings(String overrides) {
