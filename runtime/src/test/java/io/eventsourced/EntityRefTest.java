@@ -123,11 +123,34 @@ class EntityRefTest {
 
   @Test
   @DisplayName("does not let a slow continuation hold up the entity")
-  void slowContinuationDoesNotStallEntity() {
+  void slowContinuationDoesNotStallEntity() throws Exception {
     var ref = spawn();
+    var journal = (io.eventsourced.journal.InMemoryJournal) Persistence.get(testKit.system()).journal();
     CompletableFuture<Void> release = new CompletableFuture<>();
-    ref.ask(new Tally.Add("a")).thenAccept(r -> release.join());
+    CompletableFuture<Void> blocked = new CompletableFuture<>();
+    // Hold the write until the slow continuation is registered, so it cannot run on this thread.
+    journal.pauseWrites();
     try {
+      ref.ask(new Tally.Add("a"))
+          .thenAccept(
+              r -> {
+                blocked.complete(null);
+                try {
+                  release.get(10, TimeUnit.SECONDS);
+                } catch (Exception e) {
+                  throw new IllegalStateException(e);
+                }
+              });
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+      while (journal.heldWrites() == 0 && System.nanoTime() < deadline) {
+        Thread.sleep(5);
+      }
+      assertThat(journal.heldWrites()).isEqualTo(1);
+    } finally {
+      journal.resumeWrites();
+    }
+    try {
+      await(blocked);
       assertThat(await(ref.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
     } finally {
       release.complete(null);

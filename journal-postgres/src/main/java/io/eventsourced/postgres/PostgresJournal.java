@@ -238,6 +238,10 @@ public final class PostgresJournal implements Journal {
           work.run();
         } catch (RuntimeException e) {
           result.completeExceptionally(e);
+        } catch (Error e) {
+          // e.g. a StackOverflowError in the replay consumer: the caller must still hear of it.
+          // Not rethrown: on a Pekko dispatcher a fatal error would shut the whole JVM down.
+          result.completeExceptionally(e);
         }
       });
     } catch (RuntimeException e) {

@@ -349,6 +349,23 @@ public abstract class JournalTck {
     assertThat(seen).containsExactly(1L, 2L, 3L);
   }
 
+  @Test
+  @DisplayName("fails the replay when the event consumer throws an Error, instead of never completing")
+  void consumerErrorFailsReplay() {
+    PersistenceId id = writtenFive();
+    StackOverflowError boom = new StackOverflowError("deep event handler");
+    CompletionStage<?> replay =
+        journal().replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> {
+          throw boom;
+        });
+    Throwable error = failure(replay);
+    List<Throwable> chain = new ArrayList<>();
+    for (Throwable t = error; t != null && !chain.contains(t); t = t.getCause()) {
+      chain.add(t);
+    }
+    assertThat(chain).as("the consumer's error fails the replay").contains(boom);
+  }
+
   // ---------------------------------------------------------------- helpers
 
   private PersistenceId writtenFive() {
