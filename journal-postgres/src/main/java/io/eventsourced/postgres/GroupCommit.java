@@ -36,6 +36,10 @@ import org.slf4j.LoggerFactory;
  * autocommit mode and PostgreSQL commits it as it executes. Other batches run the insert and the
  * commit in an explicit transaction.
  *
+ * <p>Each batch is first tried as a plain insert ({@link Sql#appendFast}), which fails as a whole
+ * if any write is stale; only then is it stored with the slower statement that skips stale writes
+ * ({@link Sql#appendBatch}).
+ *
  * <p>Per entity the contracts still hold: a write lands only if its expected sequence number is
  * the stored highest (see {@link Sql#appendBatch}); a write whose rows did not all land is a
  * conflict, and if some of them did land the transaction is rolled back and retried without it,
@@ -248,11 +252,12 @@ final class GroupCommit {
         todo = List.of();
       }
       int retries = 0;
+      boolean fast = true;
       while (!todo.isEmpty()) {
         boolean committing = false;
         try {
           int rows = events(todo);
-          if (insert(c, todo) == rows) {
+          if (insert(c, todo, fast) == rows) {
             committing = true;
             c.commit();
             succeed(todo);
@@ -260,7 +265,7 @@ final class GroupCommit {
           }
           // Some write did not land whole: find out which, in a fresh attempt.
           c.rollback();
-          Map<PersistenceId, Integer> landed = insertReturning(c, todo);
+          Map<PersistenceId, Integer> landed = insertReturning(c, todo, false);
           List<Pending> whole = new ArrayList<>();
           boolean partial = false;
           for (Pending p : todo) {
@@ -283,6 +288,11 @@ final class GroupCommit {
           todo = whole;
         } catch (SQLException e) {
           rollbackQuietly(c);
+          if (fast && !committing && isUniqueViolation(e)) {
+            // Some write's expected sequenceNr is stale: find out which, without the fast path.
+            fast = false;
+            continue;
+          }
           if (!committing && isTransient(e) && retries++ < MAX_RETRIES) {
             log.debug("Retrying a batch of {} writes after [{}]", todo.size(), e.getSQLState());
             continue;
@@ -318,11 +328,12 @@ final class GroupCommit {
   private void storeSingleEvents(Connection c, List<Pending> batch, List<Pending> conflicts)
       throws SQLException {
     int retries = 0;
+    boolean fast = true;
     c.setAutoCommit(true);
     try {
       while (true) {
         try {
-          Map<PersistenceId, Integer> landed = insertReturning(c, batch);
+          Map<PersistenceId, Integer> landed = insertReturning(c, batch, fast);
           List<Pending> stored = new ArrayList<>(batch.size());
           for (Pending p : batch) {
             (landed.containsKey(p.write.persistenceId()) ? stored : conflicts).add(p);
@@ -330,6 +341,11 @@ final class GroupCommit {
           succeed(stored);
           return;
         } catch (SQLException e) {
+          if (fast && isUniqueViolation(e)) {
+            // Nothing of the failed statement is stored; the next one skips the stale writes.
+            fast = false;
+            continue;
+          }
           if (isTransient(e) && retries++ < MAX_RETRIES) {
             log.debug("Retrying a batch of {} writes after [{}]", batch.size(), e.getSQLState());
             continue;
@@ -365,17 +381,18 @@ final class GroupCommit {
     return state == null || state.startsWith("08");
   }
 
-  private int insert(Connection c, List<Pending> writes) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement(sql.appendBatch)) {
+  private int insert(Connection c, List<Pending> writes, boolean fast) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement(fast ? sql.appendFast : sql.appendBatch)) {
       bind(c, ps, writes);
       return ps.executeUpdate();
     }
   }
 
-  private Map<PersistenceId, Integer> insertReturning(Connection c, List<Pending> writes)
-      throws SQLException {
+  private Map<PersistenceId, Integer> insertReturning(
+      Connection c, List<Pending> writes, boolean fast) throws SQLException {
     Map<PersistenceId, Integer> landed = new HashMap<>();
-    try (PreparedStatement ps = c.prepareStatement(sql.appendBatchReturning)) {
+    try (PreparedStatement ps =
+        c.prepareStatement(fast ? sql.appendFastReturning : sql.appendBatchReturning)) {
       bind(c, ps, writes);
       try (ResultSet rs = ps.executeQuery()) {
         while (rs.next()) {
@@ -477,6 +494,11 @@ final class GroupCommit {
       n += p.write.events().size();
     }
     return n;
+  }
+
+  /** A row of the batch exists already: some write's expected sequenceNr is stale. */
+  private static boolean isUniqueViolation(SQLException e) {
+    return "23505".equals(e.getSQLState());
   }
 
   /** Deadlock or serialization failure: the server rolled the transaction back, retry is safe. */
