@@ -21,8 +21,11 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.LongAdder;
 import javax.sql.DataSource;
 import org.apache.pekko.Done;
+import org.postgresql.PGConnection;
+import org.postgresql.copy.CopyIn;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -36,9 +39,10 @@ import org.slf4j.LoggerFactory;
  * autocommit mode and PostgreSQL commits it as it executes. Other batches run the insert and the
  * commit in an explicit transaction.
  *
- * <p>Each batch is first tried as a plain insert ({@link Sql#appendFast}), which fails as a whole
- * if any write is stale; only then is it stored with the slower statement that skips stale writes
- * ({@link Sql#appendBatch}).
+ * <p>Each batch is first stored the fastest way that fails as a whole if any write is stale: a
+ * binary COPY ({@link Sql#copyIn}) when no write needs the gap check, else a plain insert ({@link
+ * Sql#appendFast}). Only after a unique violation is it stored with the slower statement that
+ * skips stale writes ({@link Sql#appendBatch}).
  *
  * <p>Per entity the contracts still hold: a write lands only if its expected sequence number is
  * the stored highest (see {@link Sql#appendBatch}); a write whose rows did not all land is a
@@ -73,6 +77,7 @@ final class GroupCommit {
   private final long maxWaitNanos;
   private int lastBatchWrites; // size of the latest batch; guarded by this
   private int waiting; // writers waiting for a fuller batch; guarded by this
+  private final LongAdder copiedBatches = new LongAdder();
 
   GroupCommit(
       DataSource dataSource,
@@ -127,6 +132,11 @@ final class GroupCommit {
       }
     }
     return pending.promise;
+  }
+
+  /** How many batches were stored by COPY; for tests. */
+  long copiedBatches() {
+    return copiedBatches.sum();
   }
 
   /** Fails every queued write; writes already being stored finish normally. */
@@ -247,12 +257,21 @@ final class GroupCommit {
     List<Pending> todo = batch;
     List<Pending> conflicts = new ArrayList<>();
     try (Connection c = dataSource.getConnection()) {
-      if (singleEvents(batch)) {
-        storeSingleEvents(c, batch, conflicts);
+      boolean fast = true;
+      byte[] copy = copyData(batch);
+      if (copy != null) {
+        if (storeByCopy(c, batch, copy)) {
+          todo = List.of();
+        } else {
+          // A stale write: the plain insert would fail the same way.
+          fast = false;
+        }
+      }
+      if (fast && singleEvents(todo)) {
+        storeSingleEvents(c, todo, conflicts);
         todo = List.of();
       }
       int retries = 0;
-      boolean fast = true;
       while (!todo.isEmpty()) {
         boolean committing = false;
         try {
@@ -317,6 +336,82 @@ final class GroupCommit {
           "Stored a batch of {} writes ({} events, {} conflicts) in {} µs",
           batch.size(), events(batch), conflicts.size(), (System.nanoTime() - start) / 1000);
     }
+  }
+
+  /**
+   * The common case: a batch whose writes need no gap check, stored with one COPY in autocommit
+   * mode (one statement, so all of it or nothing is stored). Returns false, having stored
+   * nothing, if a row exists already (some write is stale): the caller then stores the batch in
+   * a way that skips the stale writes. Otherwise every write of the batch is completed.
+   */
+  private boolean storeByCopy(Connection c, List<Pending> batch, byte[] data) throws SQLException {
+    int retries = 0;
+    c.setAutoCommit(true);
+    try {
+      while (true) {
+        try {
+          CopyIn copy = c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
+          try {
+            copy.writeToCopy(data, 0, data.length);
+            copy.endCopy();
+          } finally {
+            if (copy.isActive()) {
+              copy.cancelCopy();
+            }
+          }
+          copiedBatches.increment();
+          succeed(batch);
+          return true;
+        } catch (SQLException e) {
+          if (isUniqueViolation(e)) {
+            return false;
+          }
+          if (isTransient(e) && retries++ < MAX_RETRIES) {
+            log.debug("Retrying a batch of {} writes after [{}]", batch.size(), e.getSQLState());
+            continue;
+          }
+          // The server reports an error before it commits; a broken connection leaves the
+          // outcome unknown.
+          fail(batch, e, isConnectionError(e));
+          return true;
+        }
+      }
+    } finally {
+      try {
+        c.setAutoCommit(false);
+      } catch (SQLException e) {
+        // A broken connection; the pool discards it.
+        log.debug("Cannot reset autocommit [{}]", e.getSQLState());
+      }
+    }
+  }
+
+  /**
+   * The batch in PostgreSQL's binary COPY format, or null if it cannot be copied: some write
+   * needs the gap check (its expected sequenceNr is not known to be stored), or some text is not
+   * valid for PostgreSQL (a NUL character or a lone surrogate, which the insert path reports).
+   */
+  private byte[] copyData(List<Pending> batch) {
+    CopyEncoder out = new CopyEncoder();
+    for (Pending p : batch) {
+      AtomicWrite w = p.write;
+      if (!storedSequenceNrs.isStored(w.persistenceId(), w.expectedSequenceNr())) {
+        return null;
+      }
+      byte[] type = CopyEncoder.text(w.persistenceId().typeName());
+      byte[] id = CopyEncoder.text(w.persistenceId().entityId());
+      if (type == null || id == null) {
+        return null;
+      }
+      for (PersistentRepr e : w.events()) {
+        byte[] manifest = CopyEncoder.text(e.manifest());
+        if (manifest == null) {
+          return null;
+        }
+        out.row(type, id, e.sequenceNr(), e.serializerId(), manifest, e.payload());
+      }
+    }
+    return out.finish();
   }
 
   /**

@@ -107,6 +107,11 @@ public final class PostgresJournal implements Journal {
     return pool;
   }
 
+  /** The group-commit writer; for tests in this package. */
+  GroupCommit writer() {
+    return writer;
+  }
+
   @Override
   public CompletionStage<Done> append(AtomicWrite write) {
     return writer.append(write);

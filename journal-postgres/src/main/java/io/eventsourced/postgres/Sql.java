@@ -35,6 +35,12 @@ final class Sql {
   final String appendFast;
   /** As {@link #appendFast}, also returning the key of every row that landed. */
   final String appendFastReturning;
+  /**
+   * Copies the rows of a batch in PostgreSQL's binary COPY format: the fastest way to store them
+   * (the server inserts them page by page, one WAL record per heap page), used when no write of
+   * the batch needs the gap check. Fails as a whole with a unique violation if any row exists.
+   */
+  final String copyIn;
   /** Inserts the rows of a batch whose writes pass the expected-sequenceNr check; counts rows. */
   final String appendBatch;
   /** As {@link #appendBatch}, also returning the key of every row that landed. */
@@ -84,6 +90,9 @@ final class Sql {
             + " AND e.sequence_nr = w.check_nr) IS NOT NULL";
     appendFast = plainInsert;
     appendFastReturning = plainInsert + " RETURNING type_name, entity_id";
+    copyIn =
+        "COPY " + journal + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
+            + " FROM STDIN (FORMAT binary)";
     String insert = plainInsert + " ON CONFLICT DO NOTHING";
     appendBatch = insert;
     appendBatchReturning = insert + " RETURNING type_name, entity_id";
