@@ -1,6 +1,8 @@
 package io.eventsourced.nats;
 
 import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import com.typesafe.config.ConfigValueType;
 import io.nats.client.api.StorageType;
 import java.time.Duration;
 
@@ -20,7 +22,12 @@ record JournalSettings(
     boolean setup,
     int publishRetries,
     Duration retryBackoff,
-    int positionCacheSize) {
+    int positionCacheSize,
+    int sharedScanMinReplays,
+    Duration sharedScanGatherWindow) {
+
+  /** Longest gather window accepted: it delays every grouped replay by that much. */
+  static final Duration MAX_GATHER_WINDOW = Duration.ofSeconds(1);
 
   static JournalSettings fromConfig(Config config, String path) {
     NatsSettings connection = NatsSettings.fromConfig(config.getConfig("connection"), path + ".connection");
@@ -54,6 +61,16 @@ record JournalSettings(
       throw new IllegalArgumentException(
           "[" + path + ".position-cache-size] must be >= 0, was [" + cache + "]");
     }
+    int minReplays = minReplays(config, path, "shared-scan.min-replays");
+    Duration gatherWindow = NatsSettings.duration(config, path, "shared-scan.gather-window");
+    if (gatherWindow.compareTo(MAX_GATHER_WINDOW) > 0) {
+      throw new IllegalArgumentException(
+          "["
+              + path
+              + ".shared-scan.gather-window] must be at most 1s (it delays every grouped replay), was ["
+              + config.getString("shared-scan.gather-window")
+              + "]");
+    }
     return new JournalSettings(
         connection,
         stream,
@@ -66,7 +83,32 @@ record JournalSettings(
         NatsSettings.bool(config, path, "setup"),
         retries,
         NatsSettings.duration(config, path, "retry-backoff"),
-        cache);
+        cache,
+        minReplays,
+        gatherWindow);
+  }
+
+  /** {@code off} or 0 disable the shared scan; otherwise a group needs at least 2 replays. */
+  static int minReplays(Config config, String path, String key) {
+    String what = "[" + path + "." + key + "] must be off (or 0) or a number of replays >= 2";
+    int value;
+    try {
+      if (config.hasPath(key)
+          && config.getValue(key).valueType() != ConfigValueType.NUMBER
+          && !config.getString(key).trim().matches("-?[0-9]+")) {
+        if (!config.getBoolean(key)) {
+          return 0;
+        }
+        throw new IllegalArgumentException(what + ", was [" + config.getString(key) + "]");
+      }
+      value = NatsSettings.integer(config, path, key);
+    } catch (ConfigException e) {
+      throw new IllegalArgumentException(what + ", was [" + config.getValue(key).unwrapped() + "]", e);
+    }
+    if (value != 0 && value < 2) {
+      throw new IllegalArgumentException(what + ", was [" + value + "]");
+    }
+    return value;
   }
 
   static StorageType storage(Config config, String path, String key) {

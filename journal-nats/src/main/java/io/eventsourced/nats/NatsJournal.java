@@ -27,19 +27,27 @@ import io.nats.client.impl.Headers;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.Iterator;
+import java.util.List;
 import java.util.Map;
+import java.util.Queue;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.Consumer;
+import java.util.function.Function;
 import org.apache.pekko.Done;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -76,6 +84,13 @@ import org.slf4j.LoggerFactory;
  *       not start at 1), then streams the subject through an ordered consumer (ephemeral,
  *       flow-controlled, filtered to the subject) and stops at the highest sequence number. A
  *       write that holds everything asked for is served from the last message alone.
+ *   <li>Mass recovery: replays requested at about the same time are gathered, and a group of at
+ *       least {@code shared-scan.min-replays} that must read the stream is served by one shared
+ *       scan: a single ordered consumer over the subjects of their type (or the whole stream),
+ *       from the group's lowest start to its highest last message, routing each message by
+ *       subject. On nats-server 2.9 every filtered consumer walks the interleaved stream, so this
+ *       saves a walk per entity. Each replay keeps its own bounds, order, contiguity check and
+ *       failure, and completes as soon as it has everything. A lone replay never waits.
  * </ul>
  *
  * <p>Blocking calls (lookups, replays, setup) run on the plugin dispatcher, never on the caller's
@@ -95,6 +110,9 @@ public final class NatsJournal implements Journal {
   static final int NO_MESSAGE_FOUND = 10037;
   static final int STREAM_NOT_FOUND = 10059;
 
+  /** Threads preparing a shared scan's members at once; their lookups are round trips. */
+  private static final int PREPARE_PARALLELISM = 4;
+
   private final SharedConnection shared;
   private final Connection connection;
   private final JetStream jetStream;
@@ -106,6 +124,12 @@ public final class NatsJournal implements Journal {
   private final String writerId;
   private final AtomicLong writeCounter = new AtomicLong();
   private final AtomicBoolean closed = new AtomicBoolean();
+  /** Replays waiting for a drain task, which groups them (see {@link #drain()}). */
+  private final Queue<Replay> queued = new ConcurrentLinkedQueue<>();
+  /** Whether a drain task is scheduled or gathering; a new request then needs no other. */
+  private final AtomicBoolean drainScheduled = new AtomicBoolean();
+  private final AtomicLong sharedScans = new AtomicLong();
+  private final AtomicLong sharedScanMessages = new AtomicLong();
 
   /** Where an entity's last message is: its last sequence number and its stream sequence. */
   record Position(long sequenceNr, long streamSequence) {}
@@ -561,68 +585,470 @@ public final class NatsJournal implements Journal {
       result.completeExceptionally(closedError(persistenceId, fromSequenceNr));
       return result;
     }
-    try {
-      dispatcher.execute(
-          () -> {
-            try {
-              if (max > 0 && fromSequenceNr <= toSequenceNr) {
-                new Replay(persistenceId, Math.max(1, fromSequenceNr), toSequenceNr, max, onEvent).run();
-              }
-              result.complete(Done.getInstance());
-            } catch (InterruptedException e) {
-              Thread.currentThread().interrupt();
-              result.completeExceptionally(
-                  new JournalException("interrupted while replaying [" + persistenceId + "]", persistenceId, fromSequenceNr, e));
-            } catch (Throwable t) {
-              result.completeExceptionally(t);
-            }
-          });
-    } catch (RuntimeException e) {
-      result.completeExceptionally(
-          new JournalException("cannot replay [" + persistenceId + "]: " + e, persistenceId, fromSequenceNr, e));
+    Replay replay = new Replay(persistenceId, fromSequenceNr, toSequenceNr, max, onEvent, result);
+    if (settings.sharedScanMinReplays() == 0) {
+      // Nothing to gather: one task per replay.
+      execute(replay, replay::runAlone);
+      return result;
     }
+    queued.add(replay);
+    scheduleDrain();
     return result;
   }
 
-  /** One replay, run on a dispatcher thread; blocking. */
+  private void scheduleDrain() {
+    if (!drainScheduled.compareAndSet(false, true)) {
+      return; // The scheduled drain takes it.
+    }
+    try {
+      dispatcher.execute(this::drain);
+    } catch (RuntimeException e) {
+      // The dispatcher refuses work (shutting down): nothing will take the queue.
+      drainScheduled.set(false);
+      for (Replay r; (r = queued.poll()) != null; ) {
+        r.fail(new JournalException("cannot replay [" + r.id + "]: " + e, r.id, r.from, e));
+      }
+    }
+  }
+
+  /**
+   * Takes the queued replays, on a dispatcher thread. A lone request runs at once on its own
+   * subject, so a single entity's recovery never waits. Several requests at once mean a burst of
+   * recoveries is likely under way: the drain waits the gather window for more, then serves a
+   * group of at least {@code shared-scan.min-replays} with one shared scan and smaller groups one
+   * by one.
+   */
+  private void drain() {
+    List<Replay> group = new ArrayList<>();
+    take(group);
+    if (group.size() > 1) {
+      gather();
+      take(group);
+    }
+    drainScheduled.set(false);
+    if (!queued.isEmpty()) {
+      // Queued after the last take: the next group, served on another thread.
+      scheduleDrain();
+    }
+    try {
+      if (group.size() >= settings.sharedScanMinReplays()) {
+        runShared(group);
+      } else {
+        runEach(group);
+      }
+    } catch (RuntimeException | Error e) {
+      // Only a bug gets here; no caller may be left waiting (completing twice changes nothing).
+      log.error("Replay of a group of [{}] failed unexpectedly", group.size(), e);
+      for (Replay r : group) {
+        r.result.completeExceptionally(
+            new JournalException("cannot replay [" + r.id + "]: " + e, r.id, r.from, e));
+      }
+    }
+  }
+
+  /** Moves the queued replays into {@code group}; those that ask for nothing complete at once. */
+  private void take(List<Replay> group) {
+    for (Replay r; (r = queued.poll()) != null; ) {
+      if (r.asksForNothing()) {
+        r.complete();
+      } else {
+        group.add(r);
+      }
+    }
+  }
+
+  private void gather() {
+    long deadline = System.nanoTime() + settings.sharedScanGatherWindow().toNanos();
+    for (long left = deadline - System.nanoTime(); left > 0; left = deadline - System.nanoTime()) {
+      LockSupport.parkNanos(this, left);
+      if (Thread.currentThread().isInterrupted()) {
+        return; // Shutting down: serve what is there.
+      }
+    }
+  }
+
+  /** Runs each replay on its own subject, all but the first on other dispatcher threads. */
+  private void runEach(List<Replay> replays, boolean prepared) {
+    for (int i = 1; i < replays.size(); i++) {
+      Replay r = replays.get(i);
+      execute(r, prepared ? r::consumeAlone : r::runAlone);
+    }
+    if (!replays.isEmpty()) {
+      Replay first = replays.get(0);
+      if (prepared) {
+        first.consumeAlone();
+      } else {
+        first.runAlone();
+      }
+    }
+  }
+
+  private void runEach(List<Replay> replays) {
+    runEach(replays, false);
+  }
+
+  private void execute(Replay replay, Runnable task) {
+    try {
+      dispatcher.execute(task);
+    } catch (RuntimeException e) {
+      replay.fail(new JournalException("cannot replay [" + replay.id + "]: " + e, replay.id, replay.from, e));
+    }
+  }
+
+  /**
+   * Serves a group: prepares each replay as a lone one would (last message, start position),
+   * completing those that need no reading, then reads the rest with one shared scan if there are
+   * still enough of them, else each on its own subject. Blocking.
+   */
+  private void runShared(List<Replay> group) {
+    long started = System.nanoTime();
+    List<Replay> reading = prepareAll(group);
+    if (reading.size() < settings.sharedScanMinReplays()) {
+      // Most were served from their last message: too few left for a shared scan to pay off.
+      runEach(reading, true);
+      return;
+    }
+    new SharedScan(reading, System.nanoTime() - started).run();
+  }
+
+  /**
+   * Prepares a group's replays on this thread and up to {@link #PREPARE_PARALLELISM} - 1 helper
+   * tasks, since preparing is a few round trips per replay (about 20 for one after a snapshot).
+   * This thread takes whatever no helper has taken, so the group never waits for a free
+   * dispatcher thread; it only waits for preparations already running.
+   *
+   * @return the replays that must read the stream
+   */
+  private List<Replay> prepareAll(List<Replay> group) {
+    Queue<Replay> todo = new ConcurrentLinkedQueue<>(group);
+    CountDownLatch prepared = new CountDownLatch(group.size());
+    Runnable work =
+        () -> {
+          for (Replay r; (r = todo.poll()) != null; ) {
+            r.prepareForScan();
+            prepared.countDown();
+          }
+        };
+    int helpers = Math.min(PREPARE_PARALLELISM - 1, group.size() / 4);
+    for (int i = 0; i < helpers; i++) {
+      try {
+        dispatcher.execute(work);
+      } catch (RuntimeException e) {
+        break; // This thread does the rest.
+      }
+    }
+    work.run();
+    boolean interrupted = false;
+    while (true) {
+      try {
+        // Bounded: each preparation ends within a few request timeouts.
+        prepared.await();
+        break;
+      } catch (InterruptedException e) {
+        interrupted = true;
+      }
+    }
+    if (interrupted) {
+      Thread.currentThread().interrupt();
+    }
+    List<Replay> reading = new ArrayList<>(group.size());
+    for (Replay r : group) {
+      if (r.needsReading) {
+        reading.add(r);
+      }
+    }
+    return reading;
+  }
+
+  /** Shared scans started so far; for tests in this package. */
+  long sharedScans() {
+    return sharedScans.get();
+  }
+
+  /** Messages received by shared scans so far; for tests in this package. */
+  long sharedScanMessages() {
+    return sharedScanMessages.get();
+  }
+
+  /**
+   * One ordered consumer serving a group of replays: filtered to the type of all members (or the
+   * whole stream for mixed types), from the lowest start to the highest last stream sequence of
+   * the group, each message routed by subject to its member. On nats-server 2.9 each filtered
+   * consumer makes the server walk the interleaved stream, so one scan for N replays saves N - 1
+   * walks; in exchange every message of the filter in the range reaches this client.
+   */
+  private final class SharedScan {
+    final List<Replay> members;
+    final Map<String, List<Replay>> bySubject;
+    final String filter;
+    final long firstStreamSequence;
+    final long lastStreamSequence;
+    final long prepareNanos;
+    int unfinished;
+
+    SharedScan(List<Replay> members, long prepareNanos) {
+      this.members = members;
+      this.prepareNanos = prepareNanos;
+      this.bySubject = new HashMap<>(members.size() * 2);
+      long first = Long.MAX_VALUE;
+      long last = 0;
+      String type = members.get(0).id.typeName();
+      boolean oneType = true;
+      for (Replay r : members) {
+        // A list: the same entity may be replayed twice at once.
+        bySubject.computeIfAbsent(r.subject, s -> new ArrayList<>(1)).add(r);
+        first = Math.min(first, r.startStreamSequence);
+        last = Math.max(last, r.lastStreamSequence);
+        oneType &= r.id.typeName().equals(type);
+      }
+      this.filter = subjectPrefix + (oneType ? Keys.encode(type) + ".>" : ">");
+      this.firstStreamSequence = first;
+      this.lastStreamSequence = last;
+      this.unfinished = members.size();
+    }
+
+    void run() {
+      sharedScans.incrementAndGet();
+      long started = System.nanoTime();
+      long messages = 0;
+      if (log.isDebugEnabled()) {
+        log.debug(
+            "Shared scan of [{}] replays over [{}] from stream sequence [{}] to [{}] (prepared in [{}] ms)",
+            members.size(),
+            filter,
+            firstStreamSequence,
+            lastStreamSequence,
+            prepareNanos / 1_000_000);
+      }
+      ConsumerConfiguration config =
+          ConsumerConfiguration.builder()
+              .deliverPolicy(DeliverPolicy.ByStartSequence)
+              .startSequence(firstStreamSequence)
+              .build();
+      PushSubscribeOptions options =
+          PushSubscribeOptions.builder().stream(settings.stream()).ordered(true).configuration(config).build();
+      JetStreamSubscription subscription;
+      try {
+        subscription = jetStream.subscribe(filter, options);
+      } catch (IOException | JetStreamApiException | RuntimeException e) {
+        failUnfinished(r -> r.replayError("cannot start reading (shared scan of [" + members.size() + "] replays)", e));
+        return;
+      }
+      Duration wait = settings.connection().requestTimeout();
+      try {
+        while (unfinished > 0) {
+          Message m = subscription.nextMessage(wait);
+          if (m == null) {
+            checkLiveness();
+            failUnfinished(
+                r ->
+                    r.replayError(
+                        "no event arrived within ["
+                            + wait
+                            + "] in a shared scan of ["
+                            + members.size()
+                            + "] replays (expected up to sequenceNr ["
+                            + r.end
+                            + "]) while reading",
+                        null));
+            return;
+          }
+          messages++;
+          List<Replay> targets = bySubject.get(m.getSubject());
+          if (targets != null) {
+            for (Replay r : targets) {
+              if (!r.finished) {
+                r.offer(m);
+                if (r.finished) {
+                  unfinished--;
+                }
+              }
+            }
+          }
+          if (unfinished > 0 && m.metaData().streamSequence() >= lastStreamSequence) {
+            // Every member's last message is behind: what a member still lacks is not stored.
+            failUnfinished(
+                r ->
+                    r.replayError(
+                        "sequenceNr [" + r.next + "] is missing (not found up to the entity's last message) while reading",
+                        null));
+            return;
+          }
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        failUnfinished(
+            r -> new JournalException("interrupted while replaying [" + r.id + "]", r.id, r.next, e));
+      } catch (Throwable t) {
+        // A connection error, or anything unexpected: no member may be left waiting.
+        failUnfinished(r -> r.replayError("cannot read (shared scan of [" + members.size() + "] replays)", t));
+      } finally {
+        sharedScanMessages.addAndGet(messages);
+        try {
+          subscription.unsubscribe();
+        } catch (RuntimeException e) {
+          log.debug("Could not end the shared replay subscription on [{}]: {}", filter, e.toString());
+        }
+        if (log.isDebugEnabled()) {
+          log.debug(
+              "Shared scan of [{}] replays over [{}] ended after [{}] messages in [{}] ms",
+              members.size(),
+              filter,
+              messages,
+              (System.nanoTime() - started) / 1_000_000);
+        }
+      }
+    }
+
+    private void failUnfinished(Function<Replay, Throwable> error) {
+      for (Replay r : members) {
+        if (!r.finished) {
+          r.fail(error.apply(r));
+        }
+      }
+      unfinished = 0;
+    }
+
+    private void checkLiveness() {
+      try {
+        shared.checkLiveness(dispatcher);
+      } catch (RuntimeException e) {
+        log.debug("Could not check the NATS connection: {}", e.toString());
+      }
+    }
+  }
+
+  /**
+   * One replay: its bounds, its consumer and its stage. Runs on a dispatcher thread, alone or as
+   * a member of a shared scan; blocking.
+   */
   private final class Replay {
     final PersistenceId id;
     final String subject;
     final long from;
     final long to;
+    final long max;
     final Consumer<PersistentRepr> onEvent;
+    final CompletableFuture<Done> result;
     long remaining;
     long next;
+    /** Set by {@link #prepare}: the highest sequenceNr to deliver. */
+    long end;
+    /** Set by {@link #prepare}: where reading starts; 0 for the subject's first message. */
+    long startStreamSequence;
+    /** Set by {@link #prepare}: the stream sequence of the entity's last message. */
+    long lastStreamSequence;
+    /** Completed or failed; only touched by the thread serving this replay. */
+    boolean finished;
+    /** Set by {@link #prepareForScan}: prepared and still to be served by reading the stream. */
+    boolean needsReading;
 
-    Replay(PersistenceId id, long from, long to, long max, Consumer<PersistentRepr> onEvent) {
+    Replay(
+        PersistenceId id,
+        long from,
+        long to,
+        long max,
+        Consumer<PersistentRepr> onEvent,
+        CompletableFuture<Done> result) {
       this.id = id;
       this.subject = subjectPrefix + Keys.entityKey(id);
-      this.from = from;
+      this.from = Math.max(1, from);
       this.to = to;
+      this.max = max;
       this.remaining = max;
       this.onEvent = onEvent;
-      this.next = from;
+      this.result = result;
+      this.next = this.from;
     }
 
-    void run() throws InterruptedException {
+    boolean asksForNothing() {
+      return max <= 0 || from > to;
+    }
+
+    /** Serves this replay on its own: prepares, then reads its subject if needed. */
+    void runAlone() {
+      guarded(
+          () -> {
+            if (!asksForNothing() && prepare(false)) {
+              consume();
+            }
+          });
+    }
+
+    /** Reads the subject of a prepared replay. */
+    void consumeAlone() {
+      guarded(this::consume);
+    }
+
+    private void guarded(Step step) {
+      try {
+        step.run();
+        complete();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        fail(new JournalException("interrupted while replaying [" + id + "]", id, from, e));
+      } catch (Throwable t) {
+        fail(t);
+      }
+    }
+
+    /** Prepares as a member of a shared scan; a failure fails this replay only. */
+    void prepareForScan() {
+      try {
+        needsReading = prepare(true);
+        if (!needsReading) {
+          complete();
+        }
+      } catch (Throwable t) {
+        fail(t);
+      }
+    }
+
+    void complete() {
+      finished = true;
+      result.complete(Done.getInstance());
+    }
+
+    void fail(Throwable error) {
+      finished = true;
+      result.completeExceptionally(error);
+    }
+
+    /**
+     * Reads the subject's last message, which gives the highest sequenceNr, and delivers from it
+     * when it holds everything asked for; otherwise finds where reading must start.
+     *
+     * @param exactStart also look up the subject's first message for replays from 1, so a shared
+     *     scan starts no earlier than its members need (a lone consumer finds it by itself)
+     * @return true if the stream must be read
+     */
+    boolean prepare(boolean exactStart) {
       MessageInfo last = lastMessage(id);
       if (last == null) {
         positions.remove(id);
-        return;
+        return false;
       }
       long[] lastRange = range(last.getHeaders(), id);
       remember(id, new Position(lastRange[1], last.getSeq()));
-      long end = Math.min(to, lastRange[1]);
+      end = Math.min(to, lastRange[1]);
       if (from > end) {
-        return;
+        return false;
       }
       if (lastRange[0] <= from) {
         // Everything asked for is in the last message: no consumer needed.
-        deliver(last.getData(), lastRange[0], end);
-        return;
+        deliver(last.getData(), lastRange[0]);
+        return false;
       }
-      long start = from == 1 ? 0 : locate(last.getSeq());
-      consume(start, end);
+      lastStreamSequence = last.getSeq();
+      if (from > 1) {
+        startStreamSequence = locate(lastStreamSequence);
+      } else if (exactStart) {
+        MessageInfo first = nextAtOrAfter(1);
+        startStreamSequence = first == null ? lastStreamSequence : first.getSeq();
+      } else {
+        startStreamSequence = 0;
+      }
+      return true;
     }
 
     /**
@@ -665,11 +1091,11 @@ public final class NatsJournal implements Journal {
     }
 
     /**
-     * Streams the subject from a stream sequence through an ordered consumer: an ephemeral,
-     * flow-controlled push consumer filtered to the subject that the client recreates from the
-     * last seen position if a message goes missing, so delivery is gap-free and in order.
+     * Streams the subject from {@link #startStreamSequence} through an ordered consumer: an
+     * ephemeral, flow-controlled push consumer filtered to the subject that the client recreates
+     * from the last seen position if a message goes missing, so delivery is gap-free and in order.
      */
-    void consume(long startStreamSequence, long end) throws InterruptedException {
+    void consume() throws InterruptedException {
       ConsumerConfiguration.Builder config = ConsumerConfiguration.builder();
       if (startStreamSequence > 0) {
         config.deliverPolicy(DeliverPolicy.ByStartSequence).startSequence(startStreamSequence);
@@ -697,7 +1123,7 @@ public final class NatsJournal implements Journal {
           if (r[0] > next) {
             throw replayError("sequenceNr [" + next + "] is missing (the next stored is [" + r[0] + "]) while reading", null);
           }
-          if (!deliver(m.getData(), r[0], end) || next > end) {
+          if (!deliver(m.getData(), r[0]) || next > end) {
             return;
           }
         }
@@ -712,8 +1138,31 @@ public final class NatsJournal implements Journal {
       }
     }
 
-    /** Delivers the events of one message within bounds; false when done. */
-    boolean deliver(byte[] body, long first, long end) {
+    /**
+     * Takes one message of this replay's subject in a shared scan; finishes the replay when it
+     * has everything, when a sequenceNr is missing, or when its consumer throws. Never throws:
+     * one member's failure must not end the scan for the others.
+     */
+    void offer(Message m) {
+      try {
+        long[] r = range(m.getHeaders(), id);
+        if (r[1] < next) {
+          return; // Before this replay's start: the group's scan started earlier.
+        }
+        if (r[0] > next) {
+          fail(replayError("sequenceNr [" + next + "] is missing (the next stored is [" + r[0] + "]) while reading", null));
+          return;
+        }
+        if (!deliver(m.getData(), r[0]) || next > end) {
+          complete();
+        }
+      } catch (Throwable t) {
+        fail(t);
+      }
+    }
+
+    /** Delivers the events of one message up to {@link #end}; false when done. */
+    boolean deliver(byte[] body, long first) {
       boolean more;
       try {
         more =
@@ -750,6 +1199,11 @@ public final class NatsJournal implements Journal {
           next,
           cause);
     }
+  }
+
+  /** A blocking step of a replay. */
+  private interface Step {
+    void run() throws InterruptedException;
   }
 
   /** Carries an exception of the replay consumer through the decoder. */

@@ -16,9 +16,10 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
 /**
  * W1 at the journal SPI level, without entities: {@code entities} writers, each appending one
  * event at a time with its expected sequence number and waiting for the acknowledgement before
- * the next, all writers at once; then every entity replayed, all at once, as a recovery does.
- * Writes to a fresh stream on the server at {@code EVENTSOURCED_NATS_SERVERS} (default
- * 127.0.0.1:4222) and deletes it afterwards.
+ * the next, all writers at once; then every entity replayed, all at once, as a recovery does, in
+ * four passes alternating between a journal with the shared scan off (one consumer per entity)
+ * and one with the default shared scan. Writes to a fresh stream on the server at {@code
+ * EVENTSOURCED_NATS_SERVERS} (default 127.0.0.1:4222) and deletes it afterwards.
  *
  * <p>Arguments: entities (default 50), events per entity (default 20000).
  */
@@ -36,9 +37,14 @@ public final class NatsJournalBenchmark {
     int events = args.length > 1 ? Integer.parseInt(args[1]) : 20_000;
     String servers = System.getenv().getOrDefault("EVENTSOURCED_NATS_SERVERS", TestNats.URL);
     TestNats.Names names = TestNats.Names.fresh("BENCH");
-    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "bench", names.config(servers, ""));
+    // A second journal on the same stream, without the shared scan, for the comparison.
+    String perEntity =
+        "eventsourced.journal.nats-per-entity = ${eventsourced.journal.nats}\n"
+            + "eventsourced.journal.nats-per-entity.shared-scan.min-replays = off\n";
+    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "bench", names.config(servers, perEntity));
     try {
       Journal journal = Persistence.get(system).journal("eventsourced.journal.nats");
+      Journal perEntityJournal = Persistence.get(system).journal("eventsourced.journal.nats-per-entity");
       List<PersistenceId> ids = new ArrayList<>();
       for (int e = 0; e < entities; e++) {
         ids.add(PersistenceId.of("counter", java.util.UUID.randomUUID().toString()));
@@ -58,13 +64,15 @@ public final class NatsJournalBenchmark {
           "NATS journal W1 write: %d entities x %d events = %d events in %.2f s = %.0f events/s%n",
           entities, events, total, writeSeconds, total / writeSeconds);
 
-      for (String mode : List.of("concurrent", "concurrent")) {
+      for (String mode : List.of("per-entity consumers", "shared scan", "per-entity consumers", "shared scan")) {
+        Journal replaying = mode.equals("shared scan") ? journal : perEntityJournal;
+        long scansBefore = ((NatsJournal) replaying).sharedScans();
         AtomicLong replayed = new AtomicLong();
         long t1 = System.nanoTime();
         List<CompletableFuture<?>> replays = new ArrayList<>();
         for (PersistenceId id : ids) {
           replays.add(
-              journal.replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> replayed.incrementAndGet())
+              replaying.replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> replayed.incrementAndGet())
                   .toCompletableFuture());
         }
         CompletableFuture.allOf(replays.toArray(CompletableFuture[]::new)).get(30, TimeUnit.MINUTES);
@@ -73,8 +81,8 @@ public final class NatsJournalBenchmark {
           throw new IllegalStateException("replayed " + replayed.get() + " events, expected " + total);
         }
         System.out.printf(
-            "NATS journal W1 replay (%s, all entities at once): %d events in %.2f s = %.0f events/s%n",
-            mode, total, replaySeconds, total / replaySeconds);
+            "NATS journal W1 replay (%s, all entities at once, %d shared scans): %d events in %.2f s = %.0f events/s%n",
+            mode, ((NatsJournal) replaying).sharedScans() - scansBefore, total, replaySeconds, total / replaySeconds);
       }
     } finally {
       system.terminate();

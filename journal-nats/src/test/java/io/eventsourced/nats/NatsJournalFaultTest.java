@@ -7,6 +7,7 @@ import io.eventsourced.Persistence;
 import io.eventsourced.PersistenceId;
 import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.Journal;
+import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
 import io.nats.client.Connection;
 import io.nats.client.Nats;
@@ -17,6 +18,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -188,6 +190,91 @@ class NatsJournalFaultTest {
               .as("messages in the stream after at least two publishes of the second write")
               .isEqualTo(2);
         }
+      } finally {
+        testKit.shutdownTestKit();
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("fails every unfinished replay of a shared scan with a JournalException when the server stops answering mid-scan")
+  void sharedScanTimeout() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start()) {
+      TestNats.Names names = TestNats.Names.fresh("SCANFAULT");
+      int threads = 4;
+      ActorTestKit testKit =
+          ActorTestKit.create(
+              "NatsScanFault",
+              names.config(
+                  server.url(),
+                  FAST_FAILURE
+                      + "eventsourced.nats.dispatcher.thread-pool-executor.fixed-pool-size = "
+                      + threads
+                      + "\neventsourced.journal.nats.shared-scan.min-replays = 2\n"));
+      try {
+        NatsJournal journal = (NatsJournal) Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
+        List<PersistenceId> ids = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+          ids.add(PersistenceId.of("scanfault", UUID.randomUUID().toString()));
+        }
+        // About 8 MB of interleaved events: far more than the client holds when the server freezes.
+        byte[] payload = new byte[1024];
+        for (long seq = 0; seq < 2000; seq++) {
+          List<CompletableFuture<?>> round = new ArrayList<>();
+          for (PersistenceId id : ids) {
+            round.add(
+                journal
+                    .append(new AtomicWrite(id, seq, List.of(new PersistentRepr(id, seq + 1, 4, "", payload))))
+                    .toCompletableFuture());
+          }
+          CompletableFuture.allOf(round.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
+        }
+        AtomicBoolean frozen = new AtomicBoolean();
+        Map<PersistenceId, CompletableFuture<?>> stages =
+            TestNats.whileDispatcherBusy(
+                testKit.system(),
+                threads,
+                () -> {
+                  Map<PersistenceId, CompletableFuture<?>> map = new java.util.LinkedHashMap<>();
+                  for (PersistenceId id : ids) {
+                    map.put(
+                        id,
+                        journal
+                            .replay(
+                                id,
+                                1,
+                                Long.MAX_VALUE,
+                                Long.MAX_VALUE,
+                                e -> {
+                                  if (frozen.compareAndSet(false, true)) {
+                                    try {
+                                      server.signal("STOP");
+                                    } catch (Exception ex) {
+                                      throw new IllegalStateException(ex);
+                                    }
+                                  }
+                                })
+                            .toCompletableFuture());
+                  }
+                  return map;
+                });
+        try {
+          for (PersistenceId id : ids) {
+            Throwable error = null;
+            try {
+              stages.get(id).get(30, TimeUnit.SECONDS);
+            } catch (ExecutionException e) {
+              error = e.getCause();
+            }
+            assertThat(error).as("outcome of the replay of [%s]", id).isInstanceOf(JournalException.class);
+            assertThat(((JournalException) error).persistenceId()).isEqualTo(id);
+            assertThat(error.getMessage()).contains("no event arrived within").contains("shared scan").contains(id.toString());
+          }
+        } finally {
+          server.signal("CONT");
+        }
+        assertThat(frozen.get()).isTrue();
+        assertThat(journal.sharedScans()).isEqualTo(1);
       } finally {
         testKit.shutdownTestKit();
       }

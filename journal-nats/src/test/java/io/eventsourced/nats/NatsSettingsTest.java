@@ -7,6 +7,7 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import io.nats.client.api.StorageType;
 import java.time.Duration;
+import java.util.List;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
@@ -30,6 +31,8 @@ class NatsSettingsTest {
     assertThat(journal.storage()).isEqualTo(StorageType.File);
     assertThat(journal.duplicateWindow()).isEqualTo(Duration.ofMinutes(1));
     assertThat(journal.setup()).isTrue();
+    assertThat(journal.sharedScanMinReplays()).isEqualTo(8);
+    assertThat(journal.sharedScanGatherWindow()).isEqualTo(Duration.ofMillis(2));
     SnapshotSettings snapshots = SnapshotSettings.fromConfig(config.getConfig(SNAPSHOTS), SNAPSHOTS);
     assertThat(snapshots.bucket()).isEqualTo("eventsourced-snapshots");
     assertThat(snapshots.connection()).isEqualTo(journal.connection());
@@ -86,6 +89,34 @@ class NatsSettingsTest {
     assertThatThrownBy(() -> journal("eventsourced.nats.connection.servers = [\"nats://u:secret@h:4222\"]"))
         .hasMessageContaining("[eventsourced.journal.nats.connection.servers]")
         .hasMessageNotContaining("secret@");
+  }
+
+  @Test
+  @DisplayName("read shared-scan.min-replays as off, 0 or a number of at least 2, naming the key otherwise")
+  void sharedScanSettings() {
+    String key = "eventsourced.journal.nats.shared-scan.";
+    assertThat(journal(key + "min-replays = off").sharedScanMinReplays()).isZero();
+    assertThat(journal(key + "min-replays = false").sharedScanMinReplays()).isZero();
+    assertThat(journal(key + "min-replays = 0").sharedScanMinReplays()).isZero();
+    assertThat(journal(key + "min-replays = 2").sharedScanMinReplays()).isEqualTo(2);
+    assertThat(journal(key + "min-replays = \"32\"").sharedScanMinReplays()).isEqualTo(32);
+    assertThat(journal(key + "gather-window = 0ms").sharedScanGatherWindow()).isZero();
+    assertThat(journal(key + "gather-window = 1s").sharedScanGatherWindow()).isEqualTo(Duration.ofSeconds(1));
+    for (String bad : List.of("1", "-3", "on", "lots", "[8]")) {
+      assertThatThrownBy(() -> journal(key + "min-replays = " + bad))
+          .as("min-replays = %s", bad)
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("[eventsourced.journal.nats.shared-scan.min-replays]")
+          .hasMessageContaining(">= 2");
+    }
+    assertThatThrownBy(() -> journal(key + "gather-window = 2s"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[eventsourced.journal.nats.shared-scan.gather-window]")
+        .hasMessageContaining("at most 1s");
+    assertThatThrownBy(() -> journal(key + "gather-window = -1ms"))
+        .hasMessageContaining("[eventsourced.journal.nats.shared-scan.gather-window]");
+    assertThatThrownBy(() -> journal(key + "gather-window = soon"))
+        .hasMessageContaining("[eventsourced.journal.nats.shared-scan.gather-window]");
   }
 
   private static JournalSettings journal(String overrides) {

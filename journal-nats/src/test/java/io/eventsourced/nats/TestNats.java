@@ -12,6 +12,12 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.util.UUID;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.junit.jupiter.api.Assumptions;
 
 /**
@@ -44,6 +50,36 @@ final class TestNats {
       return true;
     } catch (IOException e) {
       return false;
+    }
+  }
+
+  /**
+   * Runs {@code issue} while all {@code threads} threads of the NATS plugin dispatcher are held,
+   * so the replays it requests queue up and one drain of the journal finds them all: a
+   * deterministic burst of recoveries.
+   */
+  static <T> T whileDispatcherBusy(ActorSystem<?> system, int threads, Callable<T> issue) throws Exception {
+    Executor dispatcher = system.dispatchers().lookup(DispatcherSelector.fromConfig("eventsourced.nats.dispatcher"));
+    CountDownLatch held = new CountDownLatch(threads);
+    CountDownLatch release = new CountDownLatch(1);
+    for (int i = 0; i < threads; i++) {
+      dispatcher.execute(
+          () -> {
+            held.countDown();
+            try {
+              release.await(60, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            }
+          });
+    }
+    try {
+      if (!held.await(30, TimeUnit.SECONDS)) {
+        throw new AssertionError("the dispatcher did not run " + threads + " tasks at once");
+      }
+      return issue.call();
+    } finally {
+      release.countDown();
     }
   }
 
