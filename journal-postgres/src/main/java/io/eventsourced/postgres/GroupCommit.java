@@ -76,6 +76,7 @@ final class GroupCommit {
   private boolean closed; // guarded by this
   private final long maxWaitNanos;
   private int lastBatchWrites; // size of the latest batch; guarded by this
+  private int storingWrites; // writes in batches being stored; guarded by this
   private int waiting; // writers waiting for a fuller batch; guarded by this
   private final LongAdder copiedBatches = new LongAdder();
 
@@ -164,6 +165,7 @@ final class GroupCommit {
           return;
         }
         lastBatchWrites = batch.size();
+        storingWrites += batch.size();
       }
       try {
         store(batch);
@@ -178,9 +180,13 @@ final class GroupCommit {
         if (e instanceof Error error) {
           synchronized (this) {
             inFlight--;
+            storingWrites -= batch.size();
           }
           throw error;
         }
+      }
+      synchronized (this) {
+        storingWrites -= batch.size();
       }
     }
   }
@@ -220,7 +226,11 @@ final class GroupCommit {
     Set<PersistenceId> entities = new HashSet<>();
     ArrayDeque<Pending> later = null;
     int events = 0;
-    while (!queue.isEmpty()) {
+    // This writer's share of the writes waiting or being stored: with a few writers in flight,
+    // the writes split evenly between them, so one batch is stored while the entities of the
+    // other prepare their next writes (W1: two batches of 25 rather than one of 50).
+    int share = Math.max(1, (queue.size() + storingWrites + maxInFlight - 1) / maxInFlight);
+    while (!queue.isEmpty() && batch.size() < share) {
       Pending next = queue.peekFirst();
       int size = next.write.events().size();
       if (!batch.isEmpty() && events + size > maxBatchSize) {
@@ -267,7 +277,7 @@ final class GroupCommit {
           fast = false;
         }
       }
-      if (fast && singleEvents(todo)) {
+      if (fast && !todo.isEmpty() && singleEvents(todo)) {
         storeSingleEvents(c, todo, conflicts);
         todo = List.of();
       }
