@@ -14,7 +14,9 @@ import io.nats.client.JetStreamManagement;
 import io.nats.client.Message;
 import io.nats.client.PublishOptions;
 import io.nats.client.JetStreamSubscription;
+import io.nats.client.PullSubscribeOptions;
 import io.nats.client.PushSubscribeOptions;
+import io.nats.client.api.AckPolicy;
 import io.nats.client.api.ConsumerConfiguration;
 import io.nats.client.api.DeliverPolicy;
 import io.nats.client.api.DiscardPolicy;
@@ -109,6 +111,12 @@ public final class NatsJournal implements Journal {
   static final int WRONG_LAST_SEQUENCE = 10071;
   static final int NO_MESSAGE_FOUND = 10037;
   static final int STREAM_NOT_FOUND = 10059;
+
+  /** Messages a shared scan asks for at once; two such batches are on their way at most. */
+  private static final int SCAN_BATCH = 2000;
+
+  /** After how long without a client the server removes a shared scan's consumer. */
+  private static final Duration SCAN_CONSUMER_INACTIVE = Duration.ofMinutes(1);
 
   /** Threads preparing a shared scan's members at once; their lookups are round trips. */
   private static final int PREPARE_PARALLELISM = 4;
@@ -820,16 +828,26 @@ public final class NatsJournal implements Journal {
             lastStreamSequence,
             prepareNanos / 1_000_000);
       }
+      // A pull consumer, so that at most two batches are ever on their way: a push consumer
+      // delivers the whole type at the server's pace, and a client that folds events more slowly
+      // exceeds the server's per-connection buffer, which makes the server close the connection
+      // shared by every entity (seen with nats-server 2.9 and three concurrent scans).
       ConsumerConfiguration config =
           ConsumerConfiguration.builder()
+              .filterSubject(filter)
+              .ackPolicy(AckPolicy.None)
               .deliverPolicy(DeliverPolicy.ByStartSequence)
               .startSequence(firstStreamSequence)
+              // Removed by the server should this process die mid-scan.
+              .inactiveThreshold(SCAN_CONSUMER_INACTIVE)
               .build();
-      PushSubscribeOptions options =
-          PushSubscribeOptions.builder().stream(settings.stream()).ordered(true).configuration(config).build();
+      PullSubscribeOptions options =
+          PullSubscribeOptions.builder().stream(settings.stream()).configuration(config).build();
       JetStreamSubscription subscription;
       try {
         subscription = jetStream.subscribe(filter, options);
+        subscription.pull(SCAN_BATCH);
+        subscription.pull(SCAN_BATCH);
       } catch (IOException | JetStreamApiException | RuntimeException e) {
         failUnfinished(r -> r.replayError("cannot start reading (shared scan of [" + members.size() + "] replays)", e));
         return;
@@ -838,6 +856,13 @@ public final class NatsJournal implements Journal {
       try {
         while (unfinished > 0) {
           Message m = subscription.nextMessage(wait);
+          if (m != null && m.isStatusMessage()) {
+            continue;
+          }
+          if (m != null && (messages + 1) % SCAN_BATCH == 0) {
+            // One batch consumed: ask for the next while the other one arrives.
+            subscription.pull(SCAN_BATCH);
+          }
           if (m == null) {
             checkLiveness();
             failUnfinished(
@@ -884,10 +909,20 @@ public final class NatsJournal implements Journal {
         failUnfinished(r -> r.replayError("cannot read (shared scan of [" + members.size() + "] replays)", t));
       } finally {
         sharedScanMessages.addAndGet(messages);
+        String consumer = null;
         try {
+          consumer = subscription.getConsumerName();
           subscription.unsubscribe();
         } catch (RuntimeException e) {
           log.debug("Could not end the shared replay subscription on [{}]: {}", filter, e.toString());
+        }
+        if (consumer != null) {
+          try {
+            management.deleteConsumer(settings.stream(), consumer);
+          } catch (IOException | JetStreamApiException | RuntimeException e) {
+            // The server removes it after its inactive threshold.
+            log.debug("Could not delete the shared replay consumer [{}]: {}", consumer, e.toString());
+          }
         }
         if (log.isDebugEnabled()) {
           log.debug(
