@@ -118,6 +118,9 @@ public final class NatsJournal implements Journal {
   /** After how long without a client the server removes a shared scan's consumer. */
   private static final Duration SCAN_CONSUMER_INACTIVE = Duration.ofMinutes(1);
 
+  /** See {@link #worthScanning}: fitted to the measured break-even of 16 of 50 entities. */
+  private static final double SCAN_BREAK_EVEN = 24;
+
   /** Threads preparing a shared scan's members at once; their lookups are round trips. */
   private static final int PREPARE_PARALLELISM = 4;
 
@@ -711,12 +714,37 @@ public final class NatsJournal implements Journal {
   private void runShared(List<Replay> group) {
     long started = System.nanoTime();
     List<Replay> reading = prepareAll(group);
-    if (reading.size() < settings.sharedScanMinReplays()) {
-      // Most were served from their last message: too few left for a shared scan to pay off.
+    if (reading.size() < settings.sharedScanMinReplays() || !worthScanning(reading)) {
+      // Most were served from their last message, or the group is a small share of what a scan
+      // would deliver: one consumer per entity costs less.
       runEach(reading, true);
       return;
     }
     new SharedScan(reading, System.nanoTime() - started).run();
+  }
+
+  /**
+   * Whether one shared scan costs less than a consumer per entity. A scan delivers every message
+   * of its range, so its cost is set by the range; per-entity consumers cost a server walk each.
+   * Measured on nats-server 2.9 with 50 interleaved entities: the scan was even with per-entity
+   * consumers at 16 of 50 entities and about 3x faster at 50 of 50. Hence: scan when the members
+   * beyond the first outnumber {@link #SCAN_BREAK_EVEN} times the share of the range that is
+   * not their subjects' messages. Multi-event messages make the share look smaller, so the rule errs towards
+   * per-entity consumers, never towards a scan that delivers mostly others' messages.
+   */
+  static boolean worthScanning(List<Replay> reading) {
+    long first = Long.MAX_VALUE;
+    long last = 0;
+    long wanted = 0;
+    for (Replay r : reading) {
+      first = Math.min(first, Math.max(1, r.startStreamSequence));
+      last = Math.max(last, r.lastStreamSequence);
+      // The member's events from its start to its last message (not only those asked for:
+      // a bound stops the scan early and per-entity consumers alike).
+      wanted += Math.max(0, r.highest - r.next + 1);
+    }
+    double share = last < first ? 1 : Math.min(1.0, wanted / (double) (last - first + 1));
+    return reading.size() - 1 >= SCAN_BREAK_EVEN * (1 - share);
   }
 
   /**
@@ -973,6 +1001,8 @@ public final class NatsJournal implements Journal {
     long startStreamSequence;
     /** Set by {@link #prepare}: the stream sequence of the entity's last message. */
     long lastStreamSequence;
+    /** Set by {@link #prepare}: the entity's highest stored sequenceNr. */
+    long highest;
     /** Completed or failed; only touched by the thread serving this replay. */
     boolean finished;
     /** Set by {@link #prepareForScan}: prepared and still to be served by reading the stream. */
@@ -1065,6 +1095,7 @@ public final class NatsJournal implements Journal {
       }
       long[] lastRange = range(last.getHeaders(), id);
       remember(id, new Position(lastRange[1], last.getSeq()));
+      highest = lastRange[1];
       end = Math.min(to, lastRange[1]);
       if (from > end) {
         return false;

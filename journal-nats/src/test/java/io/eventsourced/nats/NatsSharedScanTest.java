@@ -110,6 +110,34 @@ class NatsSharedScanTest {
   }
 
   @Test
+  @DisplayName("replays a group that is a small share of its type's messages one entity at a time, and the whole type with one scan")
+  void smallShareReplaysEachEntity() throws Exception {
+    String type = "share-" + UUID.randomUUID().toString().substring(0, 8);
+    List<PersistenceId> ids = freshIds(type, 30);
+    Map<PersistenceId, Long> last = writeInterleaved(ids, 5, false);
+    long scans = journal().sharedScans();
+    // 4 of 30 entities: a scan would deliver about 87 % messages of others.
+    List<PersistenceId> few = ids.subList(0, 4);
+    Map<PersistenceId, Recorder> recorders = new LinkedHashMap<>();
+    ids.forEach(id -> recorders.put(id, new Recorder()));
+    Map<PersistenceId, CompletableFuture<Done>> stages =
+        burst(testKit, few, id -> journal().replay(id, 1, ALL, ALL, recorders.get(id)));
+    for (PersistenceId id : few) {
+      await(stages.get(id));
+      assertThat(recorders.get(id).sequenceNrs()).containsExactlyElementsOf(range(1, last.get(id)));
+    }
+    assertThat(journal().sharedScans()).as("shared scans for 4 of 30 entities").isEqualTo(scans);
+
+    ids.forEach(id -> recorders.put(id, new Recorder()));
+    stages = burst(testKit, ids, id -> journal().replay(id, 1, ALL, ALL, recorders.get(id)));
+    for (PersistenceId id : ids) {
+      await(stages.get(id));
+      assertThat(recorders.get(id).sequenceNrs()).containsExactlyElementsOf(range(1, last.get(id)));
+    }
+    assertThat(journal().sharedScans()).as("shared scans for 30 of 30 entities").isEqualTo(scans + 1);
+  }
+
+  @Test
   @DisplayName("keeps each member's from, to and max, serves starts after 1, last-message-only ranges and empty entities")
   void boundsPerMember() throws Exception {
     List<PersistenceId> ids = freshIds("bounds", 6);
