@@ -25,6 +25,8 @@ import java.util.regex.Pattern;
  * @param journalTable the events table, a lower-case SQL identifier
  * @param snapshotTable the snapshots table, a lower-case SQL identifier
  * @param setup whether to create schema and tables (idempotently) at start
+ * @param orderingIndex whether setup creates the {@code (type_name, ordering)} index, which only
+ *     by-type queries need
  * @param poolSize connections in the pool (fixed size)
  * @param connectionTimeout longest wait for a connection from the pool, and for connecting
  * @param socketTimeout longest wait for the server's answer on an open connection, zero for none
@@ -45,6 +47,7 @@ public record PostgresSettings(
     String journalTable,
     String snapshotTable,
     boolean setup,
+    boolean orderingIndex,
     int poolSize,
     Duration connectionTimeout,
     Duration socketTimeout,
@@ -82,6 +85,7 @@ public record PostgresSettings(
    * @param journalTable as in the record header
    * @param snapshotTable as in the record header
    * @param setup as in the record header
+   * @param orderingIndex as in the record header
    * @param poolSize as in the record header
    * @param connectionTimeout as in the record header
    * @param socketTimeout as in the record header
@@ -152,6 +156,7 @@ public record PostgresSettings(
           read(config, path, "journal-table", () -> config.getString("journal-table")),
           read(config, path, "snapshot-table", () -> config.getString("snapshot-table")),
           read(config, path, "setup", () -> config.getBoolean("setup")),
+          read(config, path, "ordering-index", () -> config.getBoolean("ordering-index")),
           read(config, path, "pool-size", () -> config.getInt("pool-size")),
           read(config, path, "connection-timeout", () -> config.getDuration("connection-timeout")),
           read(config, path, "socket-timeout", () -> config.getDuration("socket-timeout")),
@@ -193,6 +198,8 @@ public record PostgresSettings(
         + snapshotTable
         + ", setup="
         + setup
+        + ", orderingIndex="
+        + orderingIndex
         + ", poolSize="
         + poolSize
         + ", connectionTimeout="

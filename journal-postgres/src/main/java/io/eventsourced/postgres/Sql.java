@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -21,6 +22,8 @@ final class Sql {
   static final String SCHEMA_RESOURCE = "/io/eventsourced/postgres/schema.sql";
 
   private static final Pattern PSQL_VARIABLE = Pattern.compile(":\"([a-z_]+)\"");
+  /** The start of a conditional block: {@code \if :flag} alone on its line. */
+  private static final Pattern PSQL_IF = Pattern.compile("\\\\if :([a-z_]+)");
 
   final List<String> ddl;
   final String journal;
@@ -64,7 +67,8 @@ final class Sql {
                 "journal_table", settings.journalTable(),
                 "snapshot_table", settings.snapshotTable(),
                 "journal_ordering_index",
-                settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX));
+                settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX),
+            Map.of("ordering_index", settings.orderingIndex()));
 
     // One statement per batch, whatever its size: the arrays are unnested server-side.
     // Optimistic concurrency per write, without aborting the batch (the journal first tries the
@@ -132,10 +136,11 @@ final class Sql {
 
   /**
    * The statements of the shipped {@code schema.sql} with its psql variables replaced: psql
-   * meta-commands ({@code \set}, {@code \if}) and comments are dropped, {@code :"name"} becomes
-   * the quoted identifier.
+   * meta-commands on one line ({@code \set}, the defaults' {@code \if ... \endif}) and comments
+   * are dropped, {@code :"name"} becomes the quoted identifier, and a block between {@code \if
+   * :flag} and {@code \endif} is kept only if the flag is true.
    */
-  static List<String> render(Map<String, String> names) {
+  static List<String> render(Map<String, String> names, Map<String, Boolean> flags) {
     String text;
     try (InputStream in = Sql.class.getResourceAsStream(SCHEMA_RESOURCE)) {
       if (in == null) {
@@ -147,9 +152,28 @@ final class Sql {
     }
     List<String> statements = new ArrayList<>();
     StringBuilder current = new StringBuilder();
+    ArrayDeque<Boolean> keep = new ArrayDeque<>();
     for (String line : text.split("\n")) {
       String trimmed = line.strip();
-      if (trimmed.isEmpty() || trimmed.startsWith("--") || trimmed.startsWith("\\")) {
+      Matcher block = PSQL_IF.matcher(trimmed);
+      if (block.matches()) {
+        Boolean flag = flags.get(block.group(1));
+        if (flag == null) {
+          throw new IllegalStateException(
+              "[" + SCHEMA_RESOURCE + "] uses unknown flag [" + block.group(1) + "]");
+        }
+        keep.push(flag && (keep.isEmpty() || keep.peek()));
+        continue;
+      }
+      if (trimmed.equals("\\endif")) {
+        if (keep.isEmpty()) {
+          throw new IllegalStateException("[" + SCHEMA_RESOURCE + "] has an \\endif without \\if");
+        }
+        keep.pop();
+        continue;
+      }
+      if (trimmed.isEmpty() || trimmed.startsWith("--") || trimmed.startsWith("\\")
+          || (!keep.isEmpty() && !keep.peek())) {
         continue;
       }
       current.append(trimmed).append(' ');
@@ -158,8 +182,8 @@ final class Sql {
         current.setLength(0);
       }
     }
-    if (!current.toString().isBlank()) {
-      throw new IllegalStateException("[" + SCHEMA_RESOURCE + "] ends with an unterminated statement");
+    if (!current.toString().isBlank() || !keep.isEmpty()) {
+      throw new IllegalStateException("[" + SCHEMA_RESOURCE + "] ends with an unterminated statement or block");
     }
     return List.copyOf(statements);
   }

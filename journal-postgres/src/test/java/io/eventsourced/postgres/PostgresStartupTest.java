@@ -11,6 +11,7 @@ import io.eventsourced.snapshot.SnapshotStore;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.time.Duration;
+import java.util.List;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -45,6 +46,7 @@ class PostgresStartupTest {
     }
     assertThat(s.journalTable()).isEqualTo("event_journal");
     assertThat(s.snapshotTable()).isEqualTo("snapshot");
+    assertThat(s.orderingIndex()).isFalse();
     assertThat(s.maxBatchSize()).isEqualTo(1000);
     assertThat(s.connectionTimeout()).isEqualTo(Duration.ofSeconds(5));
     assertThat(reference.getString("eventsourced.journal.postgres.class")).isEqualTo(PostgresJournal.class.getName());
@@ -188,6 +190,49 @@ class PostgresStartupTest {
     } finally {
       second.shutdownTestKit();
       first.shutdownTestKit();
+    }
+  }
+
+  @Test
+  @DisplayName("create the (type_name, ordering) index only with ordering-index = on, and fill ordering either way")
+  void orderingIndex() throws Exception {
+    String without = PostgresTestSupport.freshSchema("no_ordering_idx");
+    String with = PostgresTestSupport.freshSchema("ordering_idx");
+    ActorTestKit off = PostgresTestSupport.testKit(without, "");
+    ActorTestKit on = PostgresTestSupport.testKit(with, "eventsourced.postgres.ordering-index = on");
+    try {
+      for (ActorTestKit kit : List.of(off, on)) {
+        Journal journal = Persistence.get(kit.system()).journal();
+        io.eventsourced.PersistenceId id = io.eventsourced.PersistenceId.of("t", "ordered");
+        journal.append(new io.eventsourced.journal.AtomicWrite(id, 0, List.of(
+                new io.eventsourced.journal.PersistentRepr(id, 1, 4, "", new byte[] {1}),
+                new io.eventsourced.journal.PersistentRepr(id, 2, 4, "", new byte[] {2}))))
+            .toCompletableFuture().get(10, java.util.concurrent.TimeUnit.SECONDS);
+      }
+      try (java.sql.Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+        for (String schema : List.of(without, with)) {
+          try (java.sql.PreparedStatement ps = c.prepareStatement(
+                  "SELECT count(*) FROM pg_indexes WHERE schemaname = ? AND indexname = 'event_journal_type_ordering_idx'")) {
+            ps.setString(1, schema);
+            try (java.sql.ResultSet rs = ps.executeQuery()) {
+              rs.next();
+              assertThat(rs.getInt(1)).as("ordering index in %s", schema).isEqualTo(schema.equals(with) ? 1 : 0);
+            }
+          }
+          try (java.sql.PreparedStatement ps = c.prepareStatement(
+                  "SELECT count(DISTINCT ordering), count(*) FROM " + Sql.quote(schema) + ".event_journal")) {
+            try (java.sql.ResultSet rs = ps.executeQuery()) {
+              rs.next();
+              assertThat(rs.getLong(1)).as("distinct ordering values in %s", schema).isEqualTo(rs.getLong(2)).isEqualTo(2);
+            }
+          }
+        }
+      }
+    } finally {
+      off.shutdownTestKit();
+      on.shutdownTestKit();
+      PostgresTestSupport.dropSchema(without);
+      PostgresTestSupport.dropSchema(with);
     }
   }
 }

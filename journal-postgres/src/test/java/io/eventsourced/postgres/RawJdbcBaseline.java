@@ -49,7 +49,8 @@ public final class RawJdbcBaseline {
                 "schema", schema,
                 "journal_table", "event_journal",
                 "snapshot_table", "snapshot",
-                "journal_ordering_index", "event_journal_type_ordering_idx"))) {
+                "journal_ordering_index", "event_journal_type_ordering_idx"),
+            Map.of("ordering_index", false))) {
       PostgresTestSupport.execute(ddl);
     }
     String insert =
