@@ -14,6 +14,7 @@ import io.nats.client.JetStreamManagement;
 import io.nats.client.Message;
 import io.nats.client.PublishOptions;
 import io.nats.client.JetStreamSubscription;
+import io.nats.client.PullRequestOptions;
 import io.nats.client.PullSubscribeOptions;
 import io.nats.client.PushSubscribeOptions;
 import io.nats.client.api.AckPolicy;
@@ -31,10 +32,12 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Queue;
+import java.util.Set;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -88,7 +91,7 @@ import org.slf4j.LoggerFactory;
  *       write that holds everything asked for is served from the last message alone.
  *   <li>Mass recovery: replays requested at about the same time are gathered, and a group of at
  *       least {@code shared-scan.min-replays} that must read the stream is served by one shared
- *       scan: a single ordered consumer over the subjects of their type (or the whole stream),
+ *       scan: a single pull consumer over the subjects of their type (or the whole stream),
  *       from the group's lowest start to its highest last message, routing each message by
  *       subject. On nats-server 2.9 every filtered consumer walks the interleaved stream, so this
  *       saves a walk per entity. Each replay keeps its own bounds, order, contiguity check and
@@ -112,11 +115,24 @@ public final class NatsJournal implements Journal {
   static final int NO_MESSAGE_FOUND = 10037;
   static final int STREAM_NOT_FOUND = 10059;
 
-  /** Messages a shared scan asks for at once; two such batches are on their way at most. */
+  /** Most messages one pull request of a shared scan asks for. */
   private static final int SCAN_BATCH = 2000;
 
-  /** After how long without a client the server removes a shared scan's consumer. */
-  private static final Duration SCAN_CONSUMER_INACTIVE = Duration.ofMinutes(1);
+  /** Most bytes one pull request of a shared scan asks for. */
+  private static final long SCAN_MAX_BYTES = 4L * 1024 * 1024;
+
+  /** The scan's client-side buffer: above what its outstanding requests can deliver. */
+  private static final long SCAN_PENDING_BYTES = 64L * 1024 * 1024;
+
+  /** Bytes counted per message for headers when pacing requests (ours are about 150). */
+  private static final int SCAN_HEADER_ALLOWANCE = 256;
+
+  /**
+   * After how long without a pull request the server removes a shared scan's consumer: long
+   * enough for slow event handlers to work through what arrived, short enough to clean up after
+   * a crashed process.
+   */
+  private static final Duration SCAN_CONSUMER_INACTIVE = Duration.ofMinutes(10);
 
   /** See {@link #worthScanning}: fitted to the measured break-even of 16 of 50 entities. */
   private static final double SCAN_BREAK_EVEN = 24;
@@ -631,12 +647,16 @@ public final class NatsJournal implements Journal {
    */
   private void drain() {
     List<Replay> group = new ArrayList<>();
-    take(group);
-    if (group.size() > 1) {
-      gather();
+    try {
       take(group);
+      if (group.size() > 1) {
+        gather();
+        take(group);
+      }
+    } finally {
+      // Even after an Error in a completed replay's dependents: else no replay would ever run.
+      drainScheduled.set(false);
     }
-    drainScheduled.set(false);
     if (!queued.isEmpty()) {
       // Queued after the last take: the next group, served on another thread.
       scheduleDrain();
@@ -729,22 +749,25 @@ public final class NatsJournal implements Journal {
    * Measured on nats-server 2.9 with 50 interleaved entities: the scan was even with per-entity
    * consumers at 16 of 50 entities and about 3x faster at 50 of 50. Hence: scan when the members
    * beyond the first outnumber {@link #SCAN_BREAK_EVEN} times the share of the range that is
-   * not their subjects' messages. Multi-event messages make the share look smaller, so the rule errs towards
-   * per-entity consumers, never towards a scan that delivers mostly others' messages.
+   * not their subjects' messages. A range shared with other types counts against the scan too.
    */
   static boolean worthScanning(List<Replay> reading) {
     long first = Long.MAX_VALUE;
     long last = 0;
-    long wanted = 0;
+    double wanted = 0;
+    Set<String> subjects = new HashSet<>();
     for (Replay r : reading) {
       first = Math.min(first, Math.max(1, r.startStreamSequence));
       last = Math.max(last, r.lastStreamSequence);
-      // The member's events from its start to its last message (not only those asked for:
-      // a bound stops the scan early and per-entity consumers alike).
-      wanted += Math.max(0, r.highest - r.next + 1);
+      if (subjects.add(r.subject)) {
+        // The member's messages from its start to its last message (not only those asked for:
+        // a bound stops the scan early and per-entity consumers alike), estimated from its
+        // events and the events per message of its first and last writes.
+        wanted += Math.max(0, r.highest - r.next + 1) / Math.max(1.0, r.eventsPerMessage);
+      }
     }
-    double share = last < first ? 1 : Math.min(1.0, wanted / (double) (last - first + 1));
-    return reading.size() - 1 >= SCAN_BREAK_EVEN * (1 - share);
+    double share = last < first ? 1 : Math.min(1.0, wanted / (last - first + 1));
+    return subjects.size() - 1 >= SCAN_BREAK_EVEN * (1 - share);
   }
 
   /**
@@ -807,7 +830,7 @@ public final class NatsJournal implements Journal {
   }
 
   /**
-   * One ordered consumer serving a group of replays: filtered to the type of all members (or the
+   * One pull consumer serving a group of replays: filtered to the type of all members (or the
    * whole stream for mixed types), from the lowest start to the highest last stream sequence of
    * the group, each message routed by subject to its member. On nats-server 2.9 each filtered
    * consumer makes the server walk the interleaved stream, so one scan for N replays saves N - 1
@@ -874,22 +897,36 @@ public final class NatsJournal implements Journal {
       JetStreamSubscription subscription;
       try {
         subscription = jetStream.subscribe(filter, options);
-        subscription.pull(SCAN_BATCH);
-        subscription.pull(SCAN_BATCH);
       } catch (IOException | JetStreamApiException | RuntimeException e) {
         failUnfinished(r -> r.replayError("cannot start reading (shared scan of [" + members.size() + "] replays)", e));
         return;
       }
       Duration wait = settings.connection().requestTimeout();
+      // Requests are bounded in messages and bytes; a new one goes out each time about half a
+      // request's worth has arrived, so a few are outstanding at most (well under the server's
+      // and the client's 64 MB buffers). The client's own limit is raised above that bound, so
+      // it never drops a message silently.
+      PullRequestOptions request = PullRequestOptions.builder(SCAN_BATCH).maxBytes(SCAN_MAX_BYTES).build();
+      long sinceRequestMessages = 0;
+      long sinceRequestBytes = 0;
       try {
+        subscription.setPendingLimits(-1, SCAN_PENDING_BYTES);
+        subscription.pull(request);
+        subscription.pull(request);
         while (unfinished > 0) {
           Message m = subscription.nextMessage(wait);
-          if (m != null && m.isStatusMessage()) {
-            continue;
+          if (subscription.getDroppedCount() > 0) {
+            throw new IllegalStateException(
+                "the client dropped [" + subscription.getDroppedCount() + "] messages of the scan");
           }
-          if (m != null && (messages + 1) % SCAN_BATCH == 0) {
-            // One batch consumed: ask for the next while the other one arrives.
-            subscription.pull(SCAN_BATCH);
+          if (m != null) {
+            sinceRequestMessages++;
+            sinceRequestBytes += m.getSubject().length() + m.getData().length + SCAN_HEADER_ALLOWANCE;
+            if (sinceRequestMessages >= SCAN_BATCH / 2 || sinceRequestBytes >= SCAN_MAX_BYTES / 2) {
+              subscription.pull(request);
+              sinceRequestMessages = 0;
+              sinceRequestBytes = 0;
+            }
           }
           if (m == null) {
             checkLiveness();
@@ -1003,6 +1040,11 @@ public final class NatsJournal implements Journal {
     long lastStreamSequence;
     /** Set by {@link #prepare}: the entity's highest stored sequenceNr. */
     long highest;
+    /**
+     * Set by {@link #prepare}: events per message, estimated from the entity's last message (and
+     * its first, when read).
+     */
+    double eventsPerMessage = 1;
     /** Completed or failed; only touched by the thread serving this replay. */
     boolean finished;
     /** Set by {@link #prepareForScan}: prepared and still to be served by reading the stream. */
@@ -1096,6 +1138,7 @@ public final class NatsJournal implements Journal {
       long[] lastRange = range(last.getHeaders(), id);
       remember(id, new Position(lastRange[1], last.getSeq()));
       highest = lastRange[1];
+      eventsPerMessage = lastRange[1] - lastRange[0] + 1;
       end = Math.min(to, lastRange[1]);
       if (from > end) {
         return false;
@@ -1111,6 +1154,10 @@ public final class NatsJournal implements Journal {
       } else if (exactStart) {
         MessageInfo first = nextAtOrAfter(1);
         startStreamSequence = first == null ? lastStreamSequence : first.getSeq();
+        if (first != null) {
+          long[] firstRange = range(first.getHeaders(), id);
+          eventsPerMessage = (eventsPerMessage + firstRange[1] - firstRange[0] + 1) / 2;
+        }
       } else {
         startStreamSequence = 0;
       }
