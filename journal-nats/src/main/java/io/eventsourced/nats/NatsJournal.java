@@ -14,7 +14,6 @@ import io.nats.client.JetStreamManagement;
 import io.nats.client.Message;
 import io.nats.client.PublishOptions;
 import io.nats.client.JetStreamSubscription;
-import io.nats.client.PullRequestOptions;
 import io.nats.client.PullSubscribeOptions;
 import io.nats.client.PushSubscribeOptions;
 import io.nats.client.api.AckPolicy;
@@ -115,17 +114,29 @@ public final class NatsJournal implements Journal {
   static final int NO_MESSAGE_FOUND = 10037;
   static final int STREAM_NOT_FOUND = 10059;
 
+  /** A group closes after at most this many gather windows, however requests keep coming. */
+  private static final long MAX_GATHER_WINDOWS = 50;
+
+  /** How often a gathering drain looks for new requests. */
+  private static final long GATHER_POLL_NANOS = 1_000_000;
+
   /** Most messages one pull request of a shared scan asks for. */
   private static final int SCAN_BATCH = 2000;
 
-  /** Most bytes one pull request of a shared scan asks for. */
-  private static final long SCAN_MAX_BYTES = 4L * 1024 * 1024;
+  /** About the most bytes one pull request of a shared scan asks for. */
+  private static final long SCAN_REQUEST_BYTES = 4L * 1024 * 1024;
 
   /** The scan's client-side buffer: above what its outstanding requests can deliver. */
   private static final long SCAN_PENDING_BYTES = 64L * 1024 * 1024;
 
-  /** Bytes counted per message for headers when pacing requests (ours are about 150). */
+  /** Bytes counted per message for headers when sizing requests (ours are about 150). */
   private static final int SCAN_HEADER_ALLOWANCE = 256;
+
+  /** Messages per pull request so that one request holds about {@link #SCAN_REQUEST_BYTES}. */
+  static int batchFor(long largestMessageBytes) {
+    long perMessage = Math.max(1, largestMessageBytes) + SCAN_HEADER_ALLOWANCE;
+    return (int) Math.max(1, Math.min(SCAN_BATCH, SCAN_REQUEST_BYTES / perMessage));
+  }
 
   /**
    * After how long without a pull request the server removes a shared scan's consumer: long
@@ -650,8 +661,7 @@ public final class NatsJournal implements Journal {
     try {
       take(group);
       if (group.size() > 1) {
-        gather();
-        take(group);
+        gather(group);
       }
     } finally {
       // Even after an Error in a completed replay's dependents: else no replay would ever run.
@@ -688,12 +698,31 @@ public final class NatsJournal implements Journal {
     }
   }
 
-  private void gather() {
-    long deadline = System.nanoTime() + settings.sharedScanGatherWindow().toNanos();
-    for (long left = deadline - System.nanoTime(); left > 0; left = deadline - System.nanoTime()) {
-      LockSupport.parkNanos(this, left);
+  /**
+   * Takes further requests into the group until none has arrived for the gather window, or for
+   * at most {@link #MAX_GATHER_WINDOWS} windows. Entities re-spawned together reach their
+   * replays spread over a while (each loads its snapshot first), so a fixed window would split
+   * them into several groups, each scanning the same range.
+   */
+  private void gather(List<Replay> group) {
+    long window = settings.sharedScanGatherWindow().toNanos();
+    long cap = System.nanoTime() + MAX_GATHER_WINDOWS * window;
+    long quietUntil = System.nanoTime() + window;
+    while (true) {
+      long until = Math.min(quietUntil, cap);
+      long left = until - System.nanoTime();
+      if (left <= 0) {
+        return;
+      }
+      LockSupport.parkNanos(this, Math.min(left, GATHER_POLL_NANOS));
       if (Thread.currentThread().isInterrupted()) {
+        take(group);
         return; // Shutting down: serve what is there.
+      }
+      int before = group.size();
+      take(group);
+      if (group.size() > before) {
+        quietUntil = System.nanoTime() + window;
       }
     }
   }
@@ -845,6 +874,9 @@ public final class NatsJournal implements Journal {
     final long prepareNanos;
     int unfinished;
 
+    /** The largest last message of the members, the first guess at message sizes. */
+    long largestLastMessage;
+
     SharedScan(List<Replay> members, long prepareNanos) {
       this.members = members;
       this.prepareNanos = prepareNanos;
@@ -858,6 +890,7 @@ public final class NatsJournal implements Journal {
         bySubject.computeIfAbsent(r.subject, s -> new ArrayList<>(1)).add(r);
         first = Math.min(first, r.startStreamSequence);
         last = Math.max(last, r.lastStreamSequence);
+        largestLastMessage = Math.max(largestLastMessage, r.lastMessageBytes);
         oneType &= r.id.typeName().equals(type);
       }
       this.filter = subjectPrefix + (oneType ? Keys.encode(type) + ".>" : ">");
@@ -902,17 +935,18 @@ public final class NatsJournal implements Journal {
         return;
       }
       Duration wait = settings.connection().requestTimeout();
-      // Requests are bounded in messages and bytes; a new one goes out each time about half a
-      // request's worth has arrived, so a few are outstanding at most (well under the server's
-      // and the client's 64 MB buffers). The client's own limit is raised above that bound, so
-      // it never drops a message silently.
-      PullRequestOptions request = PullRequestOptions.builder(SCAN_BATCH).maxBytes(SCAN_MAX_BYTES).build();
-      long sinceRequestMessages = 0;
-      long sinceRequestBytes = 0;
+      // At most two pull requests are outstanding, each for at most SCAN_BATCH messages and
+      // about SCAN_REQUEST_BYTES (sized by the largest message seen so far), well under the
+      // server's and the client's 64 MB buffers. Requests end by count, so the accounting is
+      // exact: a new one goes out once no more than one request's worth is still due.
+      int batch = batchFor(largestLastMessage);
+      long requested = 0;
+      long largest = largestLastMessage;
       try {
         subscription.setPendingLimits(-1, SCAN_PENDING_BYTES);
-        subscription.pull(request);
-        subscription.pull(request);
+        subscription.pull(batch);
+        subscription.pull(batch);
+        requested = 2L * batch;
         while (unfinished > 0) {
           Message m = subscription.nextMessage(wait);
           if (subscription.getDroppedCount() > 0) {
@@ -920,12 +954,19 @@ public final class NatsJournal implements Journal {
                 "the client dropped [" + subscription.getDroppedCount() + "] messages of the scan");
           }
           if (m != null) {
-            sinceRequestMessages++;
-            sinceRequestBytes += m.getSubject().length() + m.getData().length + SCAN_HEADER_ALLOWANCE;
-            if (sinceRequestMessages >= SCAN_BATCH / 2 || sinceRequestBytes >= SCAN_MAX_BYTES / 2) {
-              subscription.pull(request);
-              sinceRequestMessages = 0;
-              sinceRequestBytes = 0;
+            // Consumer sequences count delivered messages: a jump means messages were lost on
+            // the way (never a gap in the entity's history, which the members check).
+            long delivered = m.metaData().consumerSequence();
+            if (delivered != messages + 1) {
+              throw new IllegalStateException(
+                  "messages of the scan were lost between server and client (delivery ["
+                      + delivered + "] after [" + messages + "])");
+            }
+            largest = Math.max(largest, m.getSubject().length() + m.getData().length);
+            if (requested - (messages + 1) <= batch) {
+              batch = batchFor(largest);
+              subscription.pull(batch);
+              requested += batch;
             }
           }
           if (m == null) {
@@ -1040,6 +1081,8 @@ public final class NatsJournal implements Journal {
     long lastStreamSequence;
     /** Set by {@link #prepare}: the entity's highest stored sequenceNr. */
     long highest;
+    /** Set by {@link #prepare}: the size of the entity's last message (subject and body). */
+    long lastMessageBytes;
     /**
      * Set by {@link #prepare}: events per message, estimated from the entity's last message (and
      * its first, when read).
@@ -1138,6 +1181,7 @@ public final class NatsJournal implements Journal {
       long[] lastRange = range(last.getHeaders(), id);
       remember(id, new Position(lastRange[1], last.getSeq()));
       highest = lastRange[1];
+      lastMessageBytes = subject.length() + (last.getData() == null ? 0 : last.getData().length);
       eventsPerMessage = lastRange[1] - lastRange[0] + 1;
       end = Math.min(to, lastRange[1]);
       if (from > end) {

@@ -32,7 +32,7 @@ class NatsSettingsTest {
     assertThat(journal.duplicateWindow()).isEqualTo(Duration.ofMinutes(1));
     assertThat(journal.setup()).isTrue();
     assertThat(journal.sharedScanMinReplays()).isEqualTo(8);
-    assertThat(journal.sharedScanGatherWindow()).isEqualTo(Duration.ofMillis(2));
+    assertThat(journal.sharedScanGatherWindow()).isEqualTo(Duration.ofMillis(10));
     SnapshotSettings snapshots = SnapshotSettings.fromConfig(config.getConfig(SNAPSHOTS), SNAPSHOTS);
     assertThat(snapshots.bucket()).isEqualTo("eventsourced-snapshots");
     assertThat(snapshots.connection()).isEqualTo(journal.connection());
