@@ -59,6 +59,21 @@ final class CopyEncoder {
     return s.getBytes(StandardCharsets.UTF_8);
   }
 
+  /**
+   * Why an entity id or type name cannot be stored, or null if it can: PostgreSQL text holds no
+   * NUL character, and pgjdbc would silently turn a lone surrogate into {@code ?}, which would
+   * file the events under another entity.
+   */
+  static String unstorable(io.eventsourced.PersistenceId id) {
+    if (text(id.typeName()) == null) {
+      return "its type name contains a NUL character or a lone surrogate, which PostgreSQL text cannot hold";
+    }
+    if (text(id.entityId()) == null) {
+      return "its id contains a NUL character or a lone surrogate, which PostgreSQL text cannot hold";
+    }
+    return null;
+  }
+
   private void field(byte[] value) {
     int32(value.length);
     out.writeBytes(value);

@@ -24,8 +24,10 @@ import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.LongAdder;
 import javax.sql.DataSource;
 import org.apache.pekko.Done;
+import com.zaxxer.hikari.HikariDataSource;
 import org.postgresql.PGConnection;
 import org.postgresql.copy.CopyIn;
+import org.postgresql.util.PSQLException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -99,6 +101,16 @@ final class GroupCommit {
 
   CompletionStage<Done> append(AtomicWrite write) {
     Pending pending = new Pending(write, new CompletableFuture<>());
+    String unstorable = unstorable(write);
+    if (unstorable != null) {
+      // Fails this write alone, before it could fail or corrupt a batch.
+      pending.promise.completeExceptionally(
+          new JournalException(
+              "cannot append events for [" + write.persistenceId() + "] from sequenceNr ["
+                  + (write.expectedSequenceNr() + 1) + "]: " + unstorable + "; nothing was stored",
+              write.persistenceId(), write.expectedSequenceNr() + 1, null));
+      return pending.promise;
+    }
     boolean startWriter;
     synchronized (this) {
       if (closed) {
@@ -133,6 +145,20 @@ final class GroupCommit {
       }
     }
     return pending.promise;
+  }
+
+  private static String unstorable(AtomicWrite write) {
+    String problem = CopyEncoder.unstorable(write.persistenceId());
+    if (problem != null) {
+      return problem;
+    }
+    for (PersistentRepr e : write.events()) {
+      if (CopyEncoder.text(e.manifest()) == null) {
+        return "the manifest of the event at sequenceNr [" + e.sequenceNr()
+            + "] contains a NUL character or a lone surrogate, which PostgreSQL text cannot hold";
+      }
+    }
+    return null;
   }
 
   /** How many batches were stored by COPY; for tests. */
@@ -359,20 +385,28 @@ final class GroupCommit {
     c.setAutoCommit(true);
     try {
       while (true) {
+        boolean ending = false;
         try {
           CopyIn copy = c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
           try {
             copy.writeToCopy(data, 0, data.length);
+            ending = true;
             copy.endCopy();
           } finally {
-            if (copy.isActive()) {
-              copy.cancelCopy();
-            }
+            cancelQuietly(copy);
           }
           copiedBatches.increment();
           succeed(batch);
           return true;
         } catch (SQLException e) {
+          if (!reportedByServer(e)) {
+            // The COPY ran on the driver's connection, past the pool's error tracking, and the
+            // connection may be broken or out of step with the server: never reuse it. Before
+            // the end of the copy nothing can have been committed; after it, anything could.
+            evict(c);
+            fail(batch, e, ending);
+            return true;
+          }
           if (isUniqueViolation(e)) {
             return false;
           }
@@ -380,9 +414,8 @@ final class GroupCommit {
             log.debug("Retrying a batch of {} writes after [{}]", batch.size(), e.getSQLState());
             continue;
           }
-          // The server reports an error before it commits; a broken connection leaves the
-          // outcome unknown.
-          fail(batch, e, isConnectionError(e));
+          // The server reported the error: nothing of the COPY was committed.
+          fail(batch, e, false);
           return true;
         }
       }
@@ -390,9 +423,32 @@ final class GroupCommit {
       try {
         c.setAutoCommit(false);
       } catch (SQLException e) {
-        // A broken connection; the pool discards it.
+        // A broken connection; it is evicted or the pool discards it.
         log.debug("Cannot reset autocommit [{}]", e.getSQLState());
       }
+    }
+  }
+
+  private static void cancelQuietly(CopyIn copy) {
+    if (copy.isActive()) {
+      try {
+        copy.cancelCopy();
+      } catch (SQLException e) {
+        log.debug("Cannot cancel a COPY [{}]", e.getSQLState());
+      }
+    }
+  }
+
+  /** An error the server sent (the connection is in step), not one of the client or the wire. */
+  private static boolean reportedByServer(SQLException e) {
+    return e instanceof PSQLException p && p.getServerErrorMessage() != null;
+  }
+
+  private void evict(Connection c) {
+    try {
+      dataSource.unwrap(HikariDataSource.class).evictConnection(c);
+    } catch (SQLException | RuntimeException e) {
+      log.debug("Cannot evict a connection: {}", e.toString());
     }
   }
 

@@ -128,6 +128,12 @@ public final class PostgresJournal implements Journal {
     if (max <= 0 || fromSequenceNr > toSequenceNr) {
       return CompletableFuture.completedFuture(Done.getInstance());
     }
+    String unstorable = CopyEncoder.unstorable(persistenceId);
+    if (unstorable != null) {
+      // Queried as is, pgjdbc would read another entity's events.
+      return CompletableFuture.failedFuture(
+          new JournalException("cannot replay [" + persistenceId + "]: " + unstorable, persistenceId, fromSequenceNr, null));
+    }
     CompletableFuture<Done> result = new CompletableFuture<>();
     long from = Math.max(fromSequenceNr, 1);
     execute(result, persistenceId, from, () -> replayPage(persistenceId, from, toSequenceNr, max, onEvent, result));
@@ -193,7 +199,12 @@ public final class PostgresJournal implements Journal {
           }
         }
       } finally {
-        c.setAutoCommit(false);
+        try {
+          c.setAutoCommit(false);
+        } catch (SQLException e) {
+          // A broken connection; the pool discards it. The replay's own outcome stands.
+          log.debug("Cannot reset autocommit [{}]", e.getSQLState());
+        }
       }
     } catch (SQLException e) {
       result.completeExceptionally(
@@ -218,6 +229,13 @@ public final class PostgresJournal implements Journal {
   @Override
   public CompletionStage<Long> highestSequenceNr(PersistenceId persistenceId) {
     CompletableFuture<Long> result = new CompletableFuture<>();
+    String unstorable = CopyEncoder.unstorable(persistenceId);
+    if (unstorable != null) {
+      result.completeExceptionally(
+          new JournalException(
+              "cannot read the highest sequenceNr of [" + persistenceId + "]: " + unstorable, persistenceId, 0, null));
+      return result;
+    }
     execute(result, persistenceId, 0, () -> {
       try (Connection c = pool.dataSource().getConnection()) {
         try (PreparedStatement ps = c.prepareStatement(sql.highestSequenceNr)) {

@@ -161,6 +161,12 @@ public final class PostgresSnapshotStore implements SnapshotStore {
   /** Runs JDBC work in its own transaction on the plugin dispatcher. */
   private <T> CompletionStage<T> run(String what, PersistenceId id, long sequenceNr, Work<T> work) {
     CompletableFuture<T> result = new CompletableFuture<>();
+    String unstorable = CopyEncoder.unstorable(id);
+    if (unstorable != null) {
+      result.completeExceptionally(
+          new JournalException("cannot " + what + " [" + id + "]: " + unstorable, id, sequenceNr, null));
+      return result;
+    }
     if (closed.get()) {
       result.completeExceptionally(
           new JournalException("cannot " + what + " [" + id + "]: the snapshot store is closed", id, sequenceNr, null));

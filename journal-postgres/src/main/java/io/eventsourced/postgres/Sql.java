@@ -22,6 +22,9 @@ final class Sql {
   static final String SCHEMA_RESOURCE = "/io/eventsourced/postgres/schema.sql";
 
   private static final Pattern PSQL_VARIABLE = Pattern.compile(":\"([a-z_]+)\"");
+  /** The one-line meta-commands the plugins skip: {@code \set} and the defaults' {@code \if}. */
+  private static final Pattern ONE_LINE_META =
+      Pattern.compile("\\\\set .*|\\\\if :\\{\\?[a-z_]+\\} \\\\else \\\\set .* \\\\endif");
   /** The start of a conditional block: {@code \if :flag} alone on its line. */
   private static final Pattern PSQL_IF = Pattern.compile("\\\\if :([a-z_]+)");
 
@@ -171,6 +174,11 @@ final class Sql {
         }
         keep.pop();
         continue;
+      }
+      if (trimmed.startsWith("\\") && !ONE_LINE_META.matcher(trimmed).matches()) {
+        // \else, \elif or anything else this renderer would get wrong.
+        throw new IllegalStateException(
+            "[" + SCHEMA_RESOURCE + "] uses an unsupported psql meta-command [" + trimmed + "]");
       }
       if (trimmed.isEmpty() || trimmed.startsWith("--") || trimmed.startsWith("\\")
           || (!keep.isEmpty() && !keep.peek())) {

@@ -312,4 +312,33 @@ class PostgresGroupCommitTest {
     assertThat(stored(journal, current)).containsExactly(1L, 2L, 3L, 4L);
     assertThat(stored(journal, blocker)).containsExactly(1L);
   }
+
+  @Test
+  @DisplayName("fails a write whose id or manifest PostgreSQL text cannot hold, alone and naming the problem, storing nothing under another id")
+  void unstorableText() throws Exception {
+    String type = "text-" + UUID.randomUUID();
+    PersistenceId loneSurrogate = PersistenceId.of(type, "a\uD800b");
+    PersistenceId nul = PersistenceId.of(type, "a\u0000b");
+    PersistenceId lookalike = PersistenceId.of(type, "a?b");
+    PersistenceId fine = PersistenceId.of(type, "fine");
+    CompletableFuture<?> surrogateWrite = journal().append(write(loneSurrogate, 0, 1)).toCompletableFuture();
+    CompletableFuture<?> nulWrite = journal().append(write(nul, 0, 1)).toCompletableFuture();
+    AtomicWrite badManifest =
+        new AtomicWrite(fine, 0, List.of(new PersistentRepr(fine, 1, 4, "m\uDC00", new byte[] {1})));
+    CompletableFuture<?> manifestWrite = journal().append(badManifest).toCompletableFuture();
+    CompletableFuture<?> fineWrite = journal().append(write(fine, 0, 1)).toCompletableFuture();
+    assertThat(outcome(surrogateWrite)).isInstanceOf(io.eventsourced.journal.JournalException.class)
+        .hasMessageContaining("lone surrogate").hasMessageContaining("nothing was stored");
+    assertThat(outcome(nulWrite)).isInstanceOf(io.eventsourced.journal.JournalException.class)
+        .hasMessageContaining("NUL");
+    assertThat(outcome(manifestWrite)).isInstanceOf(io.eventsourced.journal.JournalException.class)
+        .hasMessageContaining("manifest of the event at sequenceNr [1]");
+    assertThat(outcome(fineWrite)).isNull();
+    assertThat(stored(journal(), fine)).containsExactly(1L);
+    assertThat(stored(journal(), lookalike)).isEmpty();
+    assertThat(outcome(journal().highestSequenceNr(loneSurrogate).toCompletableFuture()))
+        .isInstanceOf(io.eventsourced.journal.JournalException.class);
+    assertThat(outcome(journal().replay(loneSurrogate, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> {}).toCompletableFuture()))
+        .isInstanceOf(io.eventsourced.journal.JournalException.class);
+  }
 }
