@@ -33,13 +33,13 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The group-commit writer: appends arriving concurrently from many entities are queued, and up to
- * {@code maxInFlight} writers each take what is queued (up to {@code maxBatchSize} events) and
- * store it in one transaction with one statement, so that many entities share one round trip and
- * one WAL flush.
+ * {@code maxInFlight} writers each take their share of what is queued and being stored (at most
+ * {@code maxBatchSize} events) and store it in one transaction with one statement, so that many
+ * entities share one WAL flush, and batches pipeline: one is stored while the entities of
+ * another prepare their next writes.
  *
- * <p>A batch of one-event writes (the common case) is one round trip: the insert runs in
- * autocommit mode and PostgreSQL commits it as it executes. Other batches run the insert and the
- * commit in an explicit transaction.
+ * <p>A COPY, and an insert of one-event writes, run in autocommit mode, PostgreSQL committing
+ * them as they execute; other batches run the insert and the commit in an explicit transaction.
  *
  * <p>Each batch is first stored the fastest way that fails as a whole if any write is stale: a
  * binary COPY ({@link Sql#copyIn}) when no write needs the gap check, else a plain insert ({@link
