@@ -68,8 +68,8 @@ class NatsJournalTest {
   @DisplayName("stores one message per atomic write on the entity's subject with its sequenceNrs in headers")
   void messageLayout() throws Exception {
     PersistenceId id = freshId();
-    await(journal().append(write(id, 0, 1)));
-    await(journal().append(write(id, 1, 3)));
+    await(journal().append(TestNats.write(id, 0, 1)));
+    await(journal().append(TestNats.write(id, 1, 3)));
     String subject = names.prefix() + ".test." + Keys.encode(id.entityId());
     try (Connection nc = Nats.connect(Options.builder().server(TestNats.URL).build())) {
       JetStreamSubscription sub =
@@ -98,7 +98,7 @@ class NatsJournalTest {
       nc.jetStream().publish(subject, new io.nats.client.impl.Headers().put("Es-Seq", "1"),
           Envelope.encodeEvents(List.of(new PersistentRepr(id, 1, 4, "", bytes("other")))));
     }
-    Throwable error = failure(journal().append(write(id, 0, 1)));
+    Throwable error = failure(journal().append(TestNats.write(id, 0, 1)));
     assertThat(error).isInstanceOf(ConcurrencyConflictException.class);
     assertThat(((ConcurrencyConflictException) error).actualSequenceNr()).isEqualTo(1);
     assertThat(sequenceNrs(replay(id, 1))).containsExactly(1L);
@@ -110,14 +110,14 @@ class NatsJournalTest {
   void conflictWithAnotherProcess() throws Exception {
     PersistenceId id = freshId();
     Journal other = Persistence.get(otherProcess.system()).journal("eventsourced.journal.nats");
-    await(journal().append(write(id, 0, 2)));
+    await(journal().append(TestNats.write(id, 0, 2)));
     long seen = await(other.highestSequenceNr(id));
-    await(other.append(write(id, seen, 1)));
-    Throwable error = failure(journal().append(write(id, 2, 1)));
+    await(other.append(TestNats.write(id, seen, 1)));
+    Throwable error = failure(journal().append(TestNats.write(id, 2, 1)));
     assertThat(error).isInstanceOf(ConcurrencyConflictException.class);
     assertThat(((ConcurrencyConflictException) error).expectedSequenceNr()).isEqualTo(2);
     assertThat(((ConcurrencyConflictException) error).actualSequenceNr()).isEqualTo(3);
-    await(journal().append(write(id, 3, 2)));
+    await(journal().append(TestNats.write(id, 3, 2)));
     assertThat(sequenceNrs(replay(id, 1))).containsExactly(1L, 2L, 3L, 4L, 5L);
     assertThat(await(other.highestSequenceNr(id))).isEqualTo(5);
   }
@@ -130,7 +130,7 @@ class NatsJournalTest {
     for (int round = 0; round < 15; round++) {
       for (int e = 0; e < ids.size(); e++) {
         int count = 1 + (round + e) % 3;
-        await(journal().append(write(ids.get(e), last[e], count)));
+        await(journal().append(TestNats.write(ids.get(e), last[e], count)));
         last[e] += count;
       }
     }
@@ -139,7 +139,7 @@ class NatsJournalTest {
       for (long from = 1; from <= last[e]; from++) {
         List<PersistentRepr> events = replay(id, from);
         assertThat(sequenceNrs(events)).as("replay of %s from %s", id, from).containsExactlyElementsOf(range(from, last[e]));
-        assertThat(events.get(0).payload()).isEqualTo(payload(id, from));
+        assertThat(events.get(0).payload()).isEqualTo(TestNats.payload(id, from));
       }
       List<PersistentRepr> window = new ArrayList<>();
       await(journal().replay(id, 5, 9, 3, window::add));
@@ -161,7 +161,7 @@ class NatsJournalTest {
         .hasMessageContaining("nothing was stored");
     assertThat(((JournalException) error).persistenceId()).isEqualTo(id);
     assertThat(await(journal().highestSequenceNr(id))).isZero();
-    await(journal().append(write(id, 0, 1)));
+    await(journal().append(TestNats.write(id, 0, 1)));
     assertThat(await(journal().highestSequenceNr(id))).isEqualTo(1);
   }
 
@@ -250,18 +250,6 @@ class NatsJournalTest {
   }
 
   // ---------------------------------------------------------------- helpers
-
-  private static AtomicWrite write(PersistenceId id, long expected, int count) {
-    List<PersistentRepr> events = new ArrayList<>();
-    for (int i = 1; i <= count; i++) {
-      events.add(new PersistentRepr(id, expected + i, 4, "e", payload(id, expected + i)));
-    }
-    return new AtomicWrite(id, expected, events);
-  }
-
-  private static byte[] payload(PersistenceId id, long seq) {
-    return bytes(id + "#" + seq);
-  }
 
   private static byte[] bytes(String s) {
     return s.getBytes(StandardCharsets.UTF_8);

@@ -90,7 +90,7 @@ class NatsSharedScanTest {
       Recorder recorder = recorders.get(id);
       assertThat(recorder.sequenceNrs()).as("events of %s", id).containsExactlyElementsOf(range(1, last.get(id)));
       assertThat(recorder.events).allSatisfy(e -> assertThat(e.persistenceId()).isEqualTo(id));
-      assertThat(recorder.events).allSatisfy(e -> assertThat(e.payload()).isEqualTo(payload(id, e.sequenceNr())));
+      assertThat(recorder.events).allSatisfy(e -> assertThat(e.payload()).isEqualTo(TestNats.payload(id, e.sequenceNr())));
       assertThat(recorder.threads).allSatisfy(t -> assertThat(t).contains("eventsourced.nats.dispatcher"));
       assertThat(recorder.overlapping.get()).as("concurrent consumer calls").isZero();
     }
@@ -188,7 +188,7 @@ class NatsSharedScanTest {
       assertThat(recorders.get(i).sequenceNrs())
           .as("replay of %s from %s to %s max %s", ask.id(), ask.from(), ask.to(), ask.max())
           .containsExactlyElementsOf(ask.expected());
-      assertThat(recorders.get(i).events).allSatisfy(ev -> assertThat(ev.payload()).isEqualTo(payload(ask.id(), ev.sequenceNr())));
+      assertThat(recorders.get(i).events).allSatisfy(ev -> assertThat(ev.payload()).isEqualTo(TestNats.payload(ask.id(), ev.sequenceNr())));
     }
     assertThat(journal().sharedScans()).as("shared scans").isEqualTo(scans + 1);
   }
@@ -271,7 +271,7 @@ class NatsSharedScanTest {
   void memberCompletesEarly() throws Exception {
     PersistenceId early = PersistenceId.of("early", UUID.randomUUID().toString());
     for (long seq = 0; seq < 10; seq++) {
-      await(journal().append(write(early, seq, 1)));
+      await(journal().append(TestNats.write(early, seq, 1)));
     }
     List<PersistenceId> later = freshIds("early", 4);
     writeInterleaved(later, 10, false);
@@ -470,11 +470,11 @@ class NatsSharedScanTest {
       for (int e = 0; e < ids.size(); e++) {
         PersistenceId id = ids.get(e);
         int count = 1 + (round + e) % 3;
-        await(journal().append(write(id, last.get(id), count)));
+        await(journal().append(TestNats.write(id, last.get(id), count)));
         last.put(id, last.get(id) + count);
       }
       if (noise) {
-        await(journal().append(write(other, otherLast, 1)));
+        await(journal().append(TestNats.write(other, otherLast, 1)));
         otherLast++;
       }
     }
@@ -498,18 +498,6 @@ class NatsSharedScanTest {
         seq = m.getSeq() + 1;
       }
     }
-  }
-
-  private static AtomicWrite write(PersistenceId id, long expected, int count) {
-    List<PersistentRepr> events = new ArrayList<>();
-    for (int i = 1; i <= count; i++) {
-      events.add(new PersistentRepr(id, expected + i, 4, "e", payload(id, expected + i)));
-    }
-    return new AtomicWrite(id, expected, events);
-  }
-
-  private static byte[] payload(PersistenceId id, long seq) {
-    return (id + "#" + seq).getBytes(StandardCharsets.UTF_8);
   }
 
   private static List<Long> range(long from, long to) {

@@ -129,4 +129,18 @@ final class TestNats {
       }
     }
   }
+
+  /** A write of {@code count} events after {@code expected}, with {@link #payload} bodies. */
+  static io.eventsourced.journal.AtomicWrite write(io.eventsourced.PersistenceId id, long expected, int count) {
+    java.util.List<io.eventsourced.journal.PersistentRepr> events = new java.util.ArrayList<>();
+    for (int i = 1; i <= count; i++) {
+      events.add(new io.eventsourced.journal.PersistentRepr(id, expected + i, 4, "e", payload(id, expected + i)));
+    }
+    return new io.eventsourced.journal.AtomicWrite(id, expected, events);
+  }
+
+  /** The payload {@link #write} gives event {@code seq} of an entity: unique per event. */
+  static byte[] payload(io.eventsourced.PersistenceId id, long seq) {
+    return (id + "#" + seq).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+  }
 }
