@@ -418,11 +418,32 @@ public final class NatsJournal implements Journal {
           Throwable cause = unwrap(error);
           if (cause instanceof JetStreamApiException api && api.getApiErrorCode() == WRONG_LAST_SEQUENCE) {
             positions.remove(out.write.persistenceId());
-            dispatcher.execute(() -> lookupAndPublish(out, result, verified));
+            handOff(dispatcher, () -> lookupAndPublish(out, result, verified), out.write, result, cause);
           } else {
-            dispatcher.execute(() -> retryOrFail(out, expectedStreamSequence, verified, attempt, result, cause));
+            handOff(dispatcher, () -> retryOrFail(out, expectedStreamSequence, verified, attempt, result, cause), out.write, result, cause);
           }
         });
+  }
+
+  /**
+   * Runs a follow-up of a publish on an executor; if the executor refuses it (the dispatcher
+   * shutting down), fails the write instead of leaving its caller waiting forever. The write's
+   * outcome is then unknown: its publish may have been stored.
+   */
+  static void handOff(
+      Executor executor, Runnable task, AtomicWrite write, CompletableFuture<Done> result, Throwable cause) {
+    try {
+      executor.execute(task);
+    } catch (RuntimeException e) {
+      JournalException failure =
+          new JournalException(
+              "cannot confirm the append of events for [" + write.persistenceId() + "] from sequenceNr ["
+                  + (write.expectedSequenceNr() + 1) + "]: the journal is shutting down"
+                  + " (the write may or may not be stored): " + cause,
+              write.persistenceId(), write.expectedSequenceNr() + 1, cause);
+      failure.addSuppressed(e);
+      result.completeExceptionally(failure);
+    }
   }
 
   /**
@@ -477,9 +498,12 @@ public final class NatsJournal implements Journal {
     }
     if (uncertain && attempt < settings.publishRetries() && !closed.get()) {
       log.debug("Acknowledgement for [{}] at sequenceNr [{}] lost ({}); republishing", id, first, cause.toString());
+      // The delayed executor hands the task to the dispatcher only after the backoff; guarded
+      // there too, so a dispatcher shut down meanwhile fails the write.
+      Executor guarded = task -> handOff(dispatcher, task, write, result, cause);
       Executor later =
-          CompletableFuture.delayedExecutor(settings.retryBackoff().toNanos(), TimeUnit.NANOSECONDS, dispatcher);
-      later.execute(() -> publish(out, expectedStreamSequence, verified, attempt + 1, result));
+          CompletableFuture.delayedExecutor(settings.retryBackoff().toNanos(), TimeUnit.NANOSECONDS, guarded);
+      handOff(later, () -> publish(out, expectedStreamSequence, verified, attempt + 1, result), write, result, cause);
       return;
     }
     String what = uncertain ? "the outcome is unknown (the write may or may not be stored)" : "nothing was stored";
