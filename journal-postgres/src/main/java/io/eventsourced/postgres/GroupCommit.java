@@ -399,10 +399,11 @@ final class GroupCommit {
           succeed(batch);
           return true;
         } catch (SQLException e) {
-          if (!reportedByServer(e)) {
+          if (!reportedByServer(e) || endsSession(e)) {
             // The COPY ran on the driver's connection, past the pool's error tracking, and the
-            // connection may be broken or out of step with the server: never reuse it. Before
-            // the end of the copy nothing can have been committed; after it, anything could.
+            // connection is broken, ended by the server, or out of step with it: never reuse
+            // it. Before the end of the copy nothing can have been committed; after it, anything
+            // could.
             evict(c);
             fail(batch, e, ending);
             return true;
@@ -539,7 +540,21 @@ final class GroupCommit {
   /** SQLState class 08 (connection exception), or none: the connection failed mid-way. */
   private static boolean isConnectionError(SQLException e) {
     String state = e.getSQLState();
-    return state == null || state.startsWith("08");
+    return state == null || state.startsWith("08") || endsSession(e);
+  }
+
+  /**
+   * A server error that ends the session (severity FATAL or PANIC, e.g. 57P01 when an
+   * administrator terminates the backend). The server may send it after an autocommit statement
+   * committed and before it reported completion, so the statement's outcome is unknown, and the
+   * connection is gone.
+   */
+  private static boolean endsSession(SQLException e) {
+    if (e instanceof PSQLException p && p.getServerErrorMessage() != null) {
+      String severity = p.getServerErrorMessage().getSeverity();
+      return "FATAL".equals(severity) || "PANIC".equals(severity);
+    }
+    return false;
   }
 
   private int insert(Connection c, List<Pending> writes, boolean fast) throws SQLException {

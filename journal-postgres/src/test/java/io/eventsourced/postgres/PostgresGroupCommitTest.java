@@ -341,4 +341,71 @@ class PostgresGroupCommitTest {
     assertThat(outcome(journal().replay(loneSurrogate, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> {}).toCompletableFuture()))
         .isInstanceOf(io.eventsourced.journal.JournalException.class);
   }
+
+  @Test
+  @DisplayName("reports a copied write whose backend the server terminated mid-statement as uncertain, and goes on with a new connection")
+  void terminatedBackendIsUncertain() throws Exception {
+    terminatedMidStatement(false);
+  }
+
+  @Test
+  @DisplayName("reports an inserted write whose backend the server terminated mid-statement as uncertain, and goes on with a new connection")
+  void terminatedBackendIsUncertainOnInsert() throws Exception {
+    terminatedMidStatement(true);
+  }
+
+  /** With {@code unseen}, the journal does not know the entity's rows: it inserts with the gap probe. */
+  private void terminatedMidStatement(boolean unseen) throws Exception {
+    PersistenceId blocker = freshId();
+    PersistenceId after = freshId();
+    long expected = 0;
+    if (unseen) {
+      try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+        storeDirectly(c, blocker, 1);
+      }
+      expected = 1;
+    }
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        Connection admin = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+      // The journal's statement waits on this uncommitted row of the same key.
+      c.setAutoCommit(false);
+      try (PreparedStatement ps =
+          c.prepareStatement(
+              "INSERT INTO " + Sql.quote(SCHEMA) + ".event_journal"
+                  + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
+                  + " VALUES (?, ?, ?, 4, '', ?)")) {
+        ps.setString(1, blocker.typeName());
+        ps.setString(2, blocker.entityId());
+        ps.setLong(3, expected + 1);
+        ps.setBytes(4, new byte[] {1});
+        ps.executeUpdate();
+      }
+      CompletableFuture<?> blocked = journal().append(write(blocker, expected, 1)).toCompletableFuture();
+      admin.setAutoCommit(true);
+      int terminated = 0;
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (terminated == 0 && System.nanoTime() < deadline) {
+        try (PreparedStatement ps =
+                admin.prepareStatement(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        + " WHERE application_name = 'eventsourced' AND wait_event_type = 'Lock'");
+            var rs = ps.executeQuery()) {
+          while (rs.next()) {
+            terminated++;
+          }
+        }
+        if (terminated == 0) {
+          Thread.sleep(20);
+        }
+      }
+      assertThat(terminated).as("journal backends waiting on the lock").isEqualTo(1);
+      Throwable error = outcome(blocked);
+      assertThat(error).isInstanceOf(io.eventsourced.journal.JournalException.class)
+          .isNotInstanceOf(ConcurrencyConflictException.class)
+          .hasMessageContaining("may or may not be stored");
+      c.rollback();
+    }
+    assertThat(outcome(journal().append(write(after, 0, 2)).toCompletableFuture())).isNull();
+    assertThat(stored(journal(), after)).containsExactly(1L, 2L);
+  }
 }
