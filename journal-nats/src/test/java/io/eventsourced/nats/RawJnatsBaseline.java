@@ -83,6 +83,9 @@ public final class RawJnatsBaseline {
     }
   }
 
+  /** With {@code -Dbench.msgId=true}, every publish also carries a message id like the journal's. */
+  private static final boolean MESSAGE_IDS = Boolean.getBoolean("bench.msgId");
+
   /** One subject's writer: the next publish starts when the previous is acknowledged. */
   private record Writer(JetStream js, String subject, int events, byte[] payload, CountDownLatch done) {
     void next(int written, long lastStreamSequence) {
@@ -90,7 +93,12 @@ public final class RawJnatsBaseline {
         done.countDown();
         return;
       }
-      PublishOptions options = PublishOptions.builder().expectedLastSubjectSequence(lastStreamSequence).build();
+      PublishOptions.Builder builder = PublishOptions.builder().expectedLastSubjectSequence(lastStreamSequence);
+      if (MESSAGE_IDS) {
+        // As long as the journal's: entity key, first sequenceNr, writer and write counter.
+        builder.messageId(subject + ":" + (written + 1) + ":w1a2b3c4d5e6f7g8-" + Integer.toString(written, 36));
+      }
+      PublishOptions options = builder.build();
       js.publishAsync(subject, new Headers().put("Es-Seq", Integer.toString(written + 1)), payload, options)
           .whenComplete(
               (ack, error) -> {
