@@ -5,6 +5,7 @@ import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.ConcurrencyConflictException;
 import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
+import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -454,9 +455,9 @@ final class GroupCommit {
   }
 
   /**
-   * The batch in PostgreSQL's binary COPY format, or null if it cannot be copied: some write
-   * needs the gap check (its expected sequenceNr is not known to be stored), or some text is not
-   * valid for PostgreSQL (a NUL character or a lone surrogate, which the insert path reports).
+   * The batch in PostgreSQL's binary COPY format, or null if it cannot be copied because some
+   * write needs the gap check (its expected sequenceNr is not known to be stored). Its text was
+   * checked on {@link #append}.
    */
   private byte[] copyData(List<Pending> batch) {
     CopyEncoder out = new CopyEncoder();
@@ -465,17 +466,10 @@ final class GroupCommit {
       if (!storedSequenceNrs.isStored(w.persistenceId(), w.expectedSequenceNr())) {
         return null;
       }
-      byte[] type = CopyEncoder.text(w.persistenceId().typeName());
-      byte[] id = CopyEncoder.text(w.persistenceId().entityId());
-      if (type == null || id == null) {
-        return null;
-      }
+      byte[] type = w.persistenceId().typeName().getBytes(StandardCharsets.UTF_8);
+      byte[] id = w.persistenceId().entityId().getBytes(StandardCharsets.UTF_8);
       for (PersistentRepr e : w.events()) {
-        byte[] manifest = CopyEncoder.text(e.manifest());
-        if (manifest == null) {
-          return null;
-        }
-        out.row(type, id, e.sequenceNr(), e.serializerId(), manifest, e.payload());
+        out.row(type, id, e.sequenceNr(), e.serializerId(), e.manifest().getBytes(StandardCharsets.UTF_8), e.payload());
       }
     }
     return out.finish();

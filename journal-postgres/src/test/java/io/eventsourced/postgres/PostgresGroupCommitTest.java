@@ -71,12 +71,17 @@ class PostgresGroupCommitTest {
 
   /** Stores events 1..n of an entity directly, so the journal has not seen them. */
   private static void storeDirectly(Connection c, PersistenceId id, int n) throws Exception {
+    storeDirectly(c, id, 1, n);
+  }
+
+  /** Stores events from..to of an entity directly, so the journal has not seen them. */
+  private static void storeDirectly(Connection c, PersistenceId id, long from, long to) throws Exception {
     try (PreparedStatement ps =
         c.prepareStatement(
             "INSERT INTO " + Sql.quote(SCHEMA) + ".event_journal"
                 + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
                 + " VALUES (?, ?, ?, 4, '', ?)")) {
-      for (int seq = 1; seq <= n; seq++) {
+      for (long seq = from; seq <= to; seq++) {
         ps.setString(1, id.typeName());
         ps.setString(2, id.entityId());
         ps.setLong(3, seq);
@@ -369,17 +374,7 @@ class PostgresGroupCommitTest {
         Connection admin = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
       // The journal's statement waits on this uncommitted row of the same key.
       c.setAutoCommit(false);
-      try (PreparedStatement ps =
-          c.prepareStatement(
-              "INSERT INTO " + Sql.quote(SCHEMA) + ".event_journal"
-                  + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
-                  + " VALUES (?, ?, ?, 4, '', ?)")) {
-        ps.setString(1, blocker.typeName());
-        ps.setString(2, blocker.entityId());
-        ps.setLong(3, expected + 1);
-        ps.setBytes(4, new byte[] {1});
-        ps.executeUpdate();
-      }
+      storeDirectly(c, blocker, expected + 1, expected + 1);
       CompletableFuture<?> blocked = journal().append(write(blocker, expected, 1)).toCompletableFuture();
       admin.setAutoCommit(true);
       int terminated = 0;
