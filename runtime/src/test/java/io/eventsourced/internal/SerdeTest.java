@@ -1,0 +1,80 @@
+package io.eventsourced.internal;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.google.protobuf.StringValue;
+import io.eventsourced.serialization.CborSerializable;
+import io.eventsourced.serialization.JsonSerializable;
+import io.eventsourced.serialization.ProtobufSerializer;
+import java.nio.charset.StandardCharsets;
+import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestKitJUnit5Extension;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+@ExtendWith(TestKitJUnit5Extension.class)
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@DisplayName("Serde")
+class SerdeTest {
+
+  record Subscribed(String topic, ActorRef<String> subscriber) implements JsonSerializable {}
+
+  record Tagged(String tag, ActorRef<String> owner) implements CborSerializable {}
+
+  @JUnit5TestKit final ActorTestKit testKit = new JUnit5TestKitBuilder().build();
+
+  private Serde serde() {
+    return EventsourcedRuntime.get(testKit.system()).serde();
+  }
+
+  @Test
+  @DisplayName("stores events that hold an ActorRef with Jackson and resolves the ref on reading")
+  void actorRefs() {
+    TestProbe<String> probe = testKit.createTestProbe();
+    Subscribed json = new Subscribed("news", probe.ref());
+    Tagged cbor = new Tagged("t", probe.ref());
+
+    Serde.Serialized storedJson = serde().serialize(json);
+    Serde.Serialized storedCbor = serde().serialize(cbor);
+    Object readJson = serde().deserialize(storedJson.bytes(), storedJson.serializerId(), storedJson.manifest());
+    Object readCbor = serde().deserialize(storedCbor.bytes(), storedCbor.serializerId(), storedCbor.manifest());
+
+    assertThat(readJson).isEqualTo(json);
+    assertThat(readCbor).isEqualTo(cbor);
+    ((Subscribed) readJson).subscriber().tell("hello");
+    probe.expectMessage("hello");
+  }
+
+  @Test
+  @DisplayName("reads protobuf, JSON and manifest-less serializers back, one after another")
+  void mixedSerializers() {
+    StringValue proto = StringValue.of("p");
+    byte[] raw = "raw".getBytes(StandardCharsets.UTF_8);
+    for (int i = 0; i < 3; i++) {
+      // Alternating serializers: a per-id cache must never hand bytes to the wrong one.
+      for (Object value : new Object[] {proto, raw, new Subscribed("x", testKit.system().deadLetters())}) {
+        Serde.Serialized stored = serde().serialize(value);
+        assertThat(serde().deserialize(stored.bytes(), stored.serializerId(), stored.manifest()))
+            .isEqualTo(value);
+      }
+    }
+    assertThat(serde().serialize(proto).serializerId()).isEqualTo(ProtobufSerializer.IDENTIFIER);
+  }
+
+  @Test
+  @DisplayName("names an unknown serializer id and a manifest that no class matches")
+  void errors() {
+    assertThatThrownBy(() -> serde().deserialize(new byte[] {1}, 987_654, "x"))
+        .hasMessageContaining("987654");
+    Serde.Serialized stored = serde().serialize(new Subscribed("x", testKit.system().deadLetters()));
+    assertThatThrownBy(() -> serde().deserialize(stored.bytes(), stored.serializerId(), "com.example.Gone"))
+        .hasMessageContaining("com.example.Gone");
+  }
+}
