@@ -110,6 +110,9 @@ public final class NatsJournal implements Journal {
   /** Header carrying the sequence number of the first event, or {@code first-last}. */
   static final String SEQ_HEADER = "Es-Seq";
 
+  /** Header in which the server keeps a message's id. */
+  private static final String MSG_ID_HEADER = "Nats-Msg-Id";
+
   static final int WRONG_LAST_SEQUENCE = 10071;
   static final int NO_MESSAGE_FOUND = 10037;
   static final int STREAM_NOT_FOUND = 10059;
@@ -312,7 +315,7 @@ public final class NatsJournal implements Journal {
         publish(out, known.streamSequence(), false, 0, result);
       } else {
         // A cache miss needs a blocking lookup of the subject's last message.
-        dispatcher.execute(() -> lookupAndPublish(out, result, false));
+        dispatcher.execute(() -> lookupAndPublish(out, result, false, false));
       }
     } catch (JournalException e) {
       result.completeExceptionally(e);
@@ -418,7 +421,7 @@ public final class NatsJournal implements Journal {
           Throwable cause = unwrap(error);
           if (cause instanceof JetStreamApiException api && api.getApiErrorCode() == WRONG_LAST_SEQUENCE) {
             positions.remove(out.write.persistenceId());
-            handOff(dispatcher, () -> lookupAndPublish(out, result, verified), out.write, result, cause);
+            handOff(dispatcher, () -> lookupAndPublish(out, result, verified, attempt > 0), out.write, result, cause);
           } else {
             handOff(dispatcher, () -> retryOrFail(out, expectedStreamSequence, verified, attempt, result, cause), out.write, result, cause);
           }
@@ -450,13 +453,28 @@ public final class NatsJournal implements Journal {
    * Reads the stream sequence of the entity's last message; publishes if it holds the expected
    * sequence number, else reports the conflict. After a rejection of a verified publish it only
    * reads the stored sequence number for the conflict error: the server has decided.
+   *
+   * @param republished the rejected publish repeated one whose acknowledgement was lost; if that
+   *     one was stored and the repeat came after the duplicate window, the server rejects the
+   *     repeat as stale, and the entity's last message carries this write's message id
    */
-  private void lookupAndPublish(Outgoing out, CompletableFuture<Done> result, boolean rejectedVerified) {
+  private void lookupAndPublish(
+      Outgoing out, CompletableFuture<Done> result, boolean rejectedVerified, boolean republished) {
     AtomicWrite write = out.write;
     PersistenceId id = write.persistenceId();
     Position actual;
     try {
-      actual = lookup(id);
+      MessageInfo last = lastMessage(id);
+      if (republished && last != null && last.getHeaders() != null
+          && out.messageId.equals(last.getHeaders().getFirst(MSG_ID_HEADER))) {
+        remember(id, new Position(write.highestSequenceNr(), last.getSeq()));
+        log.debug(
+            "Republished write of [{}] up to sequenceNr [{}] was rejected, but its first publish is stored",
+            id, write.highestSequenceNr());
+        result.complete(Done.getInstance());
+        return;
+      }
+      actual = position(id, last);
     } catch (JournalException e) {
       if (rejectedVerified) {
         result.completeExceptionally(new ConcurrencyConflictException(id, write.expectedSequenceNr(), -1));
@@ -562,7 +580,11 @@ public final class NatsJournal implements Journal {
 
   /** Reads the entity's last message; blocking. Updates the cache. */
   private Position lookup(PersistenceId id) {
-    MessageInfo last = lastMessage(id);
+    return position(id, lastMessage(id));
+  }
+
+  /** The position the entity's last message (null: none) gives; updates the cache. */
+  private Position position(PersistenceId id, MessageInfo last) {
     if (last == null) {
       positions.remove(id);
       return new Position(0, 0);

@@ -197,6 +197,47 @@ class NatsJournalFaultTest {
   }
 
   @Test
+  @DisplayName("confirms a write whose republish comes after the duplicate window, when the first publish was stored")
+  void republishAfterDuplicateWindow() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start()) {
+      TestNats.Names names = TestNats.Names.fresh("LATEDUP");
+      ActorTestKit testKit =
+          ActorTestKit.create(
+              "NatsLateDuplicate",
+              names.config(
+                  server.url(),
+                  FAST_FAILURE
+                      + "eventsourced.journal.nats.publish-retries = 5\n"
+                      + "eventsourced.journal.nats.retry-backoff = 3s\n"
+                      + "eventsourced.journal.nats.stream.duplicate-window = 500ms\n"));
+      try {
+        Journal journal = Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
+        PersistenceId id = PersistenceId.of("fault", UUID.randomUUID().toString());
+        journal.append(write(id, 0, "first")).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        // The publish waits in the frozen server's socket and its acknowledgement times out
+        // (after 1-2 s: the client checks every request timeout); the server stores it when it
+        // resumes (2.5 s), and the republish follows only after the 3 s backoff, when the 500 ms
+        // duplicate window no longer knows the message id: the server rejects it as a stale
+        // expectation although the write is stored.
+        server.signal("STOP");
+        var pending = journal.append(write(id, 1, "second")).toCompletableFuture();
+        Thread.sleep(2500);
+        server.signal("CONT");
+        pending.get(30, TimeUnit.SECONDS);
+        List<PersistentRepr> events = replayWhenReachable(journal, id);
+        assertThat(events).extracting(PersistentRepr::sequenceNr).containsExactly(1L, 2L);
+        assertThat(new String(events.get(1).payload(), StandardCharsets.UTF_8)).isEqualTo("second");
+        // A real conflict is still one: a stale write is rejected, nothing of it stored.
+        assertThatThrownBy(() -> journal.append(write(id, 1, "stale")).toCompletableFuture().get(10, TimeUnit.SECONDS))
+            .hasCauseInstanceOf(io.eventsourced.journal.ConcurrencyConflictException.class);
+        assertThat(replayWhenReachable(journal, id)).hasSize(2);
+      } finally {
+        testKit.shutdownTestKit();
+      }
+    }
+  }
+
+  @Test
   @DisplayName("fails every unfinished replay of a shared scan with a JournalException when the server stops answering mid-scan")
   void sharedScanTimeout() throws Exception {
     try (NatsServerProcess server = NatsServerProcess.start()) {
