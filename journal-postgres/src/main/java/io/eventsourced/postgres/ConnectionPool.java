@@ -24,6 +24,9 @@ import org.slf4j.LoggerFactory;
 final class ConnectionPool {
   private static final Logger log = LoggerFactory.getLogger(ConnectionPool.class);
 
+  /** SQLState of "permission denied". */
+  private static final String INSUFFICIENT_PRIVILEGE = "42501";
+
   /** Advisory lock key that serialises concurrent setups (two JVMs starting at once). */
   private static final long SETUP_LOCK = 0x6576656e74736f75L; // "eventsou"
 
@@ -172,7 +175,7 @@ final class ConnectionPool {
   static void prepareSchema(DataSource dataSource, PostgresSettings s, Sql sql, String table) {
     try (Connection c = dataSource.getConnection()) {
       try {
-        if (s.setup()) {
+        if (s.setup() && !allExist(c, sql)) {
           try (PreparedStatement lock = c.prepareStatement("SELECT pg_advisory_xact_lock(?)")) {
             lock.setLong(1, SETUP_LOCK);
             lock.execute();
@@ -182,7 +185,7 @@ final class ConnectionPool {
               st.execute();
             }
           }
-        } else {
+        } else if (!s.setup()) {
           try (PreparedStatement ps = c.prepareStatement(sql.tableExists)) {
             ps.setString(1, table);
             try (ResultSet rs = ps.executeQuery()) {
@@ -201,11 +204,32 @@ final class ConnectionPool {
         throw e;
       }
     } catch (SQLException e) {
+      String hint =
+          INSUFFICIENT_PRIVILEGE.equals(e.getSQLState())
+              ? "; create the objects with schema.sql as a user who may (setup then only uses them),"
+                  + " or grant this user CREATE on the database"
+              : "";
       throw new IllegalStateException(
           "cannot " + (s.setup() ? "create the schema objects of" : "check") + " [" + table
-              + "] at [" + s.safeUrl() + "] as user [" + s.user() + "]: " + e.getMessage(),
+              + "] at [" + s.safeUrl() + "] as user [" + s.user() + "]: " + e.getMessage() + hint,
           e);
     }
+  }
+
+  /** Whether every object that setup creates exists already; reading the catalog needs no rights. */
+  private static boolean allExist(Connection c, Sql sql) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement(sql.tableExists)) {
+      for (String name : sql.setupObjects) {
+        ps.setString(1, name);
+        try (ResultSet rs = ps.executeQuery()) {
+          rs.next();
+          if (!rs.getBoolean(1)) {
+            return false;
+          }
+        }
+      }
+    }
+    return true;
   }
 
   private static String rootMessage(Throwable e) {

@@ -58,6 +58,12 @@ final class Sql {
   final String snapshotLoadLatest;
   final String snapshotDelete;
   final String tableExists;
+  /**
+   * The relations {@code setup = on} creates (tables, and the ordering index when on), schema
+   * qualified and quoted: when all exist, setup runs no DDL, so an application user without
+   * CREATE rights can start on objects a DBA made.
+   */
+  final List<String> setupObjects;
 
   Sql(PostgresSettings settings) {
     String schema = quote(settings.schema());
@@ -127,6 +133,10 @@ final class Sql {
     snapshotDelete =
         "DELETE FROM " + snapshot + " WHERE type_name = ? AND entity_id = ? AND sequence_nr <= ?";
     tableExists = "SELECT to_regclass(?) IS NOT NULL";
+    setupObjects =
+        settings.orderingIndex()
+            ? List.of(journal, snapshot, schema + "." + quote(settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX))
+            : List.of(journal, snapshot);
   }
 
   /**

@@ -194,6 +194,51 @@ class PostgresStartupTest {
   }
 
   @Test
+  @DisplayName("with setup on, start as a user without CREATE rights when the objects exist, and name the missing right when they do not")
+  void setupWithoutCreateRights() throws Exception {
+    String schema = PostgresTestSupport.freshSchema("dba_made");
+    String empty = PostgresTestSupport.freshSchema("dba_empty");
+    String role = PostgresTestSupport.freshSchema("app_role");
+    ActorTestKit dba = PostgresTestSupport.testKit(schema, "eventsourced.postgres.ordering-index = on");
+    try {
+      Persistence.get(dba.system()).journal();
+    } finally {
+      dba.shutdownTestKit();
+    }
+    // An application role as a DBA would set it up: data access only, no CREATE anywhere.
+    PostgresTestSupport.execute("CREATE ROLE " + role + " LOGIN");
+    PostgresTestSupport.execute("GRANT USAGE ON SCHEMA " + schema + " TO " + role);
+    PostgresTestSupport.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA " + schema + " TO " + role);
+    String asRole = "eventsourced.postgres.user = \"" + role + "\"\neventsourced.postgres.ordering-index = on\n";
+    ActorTestKit app = PostgresTestSupport.testKit(schema, asRole);
+    ActorTestKit missing = PostgresTestSupport.testKit(empty, asRole);
+    try {
+      Journal journal = Persistence.get(app.system()).journal();
+      SnapshotStore snapshots = Persistence.get(app.system()).snapshotStore();
+      io.eventsourced.PersistenceId id = io.eventsourced.PersistenceId.of("t", "app");
+      journal.append(new io.eventsourced.journal.AtomicWrite(id, 0, List.of(
+              new io.eventsourced.journal.PersistentRepr(id, 1, 4, "", new byte[] {1}))))
+          .toCompletableFuture().get(10, java.util.concurrent.TimeUnit.SECONDS);
+      snapshots.save(new io.eventsourced.snapshot.SnapshotRecord(id, 1, 4, "", new byte[] {9}))
+          .toCompletableFuture().get(10, java.util.concurrent.TimeUnit.SECONDS);
+      assertThat(journal.highestSequenceNr(id).toCompletableFuture().get(10, java.util.concurrent.TimeUnit.SECONDS)).isEqualTo(1);
+
+      assertThatThrownBy(() -> Persistence.get(missing.system()).journal())
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining(empty)
+          .hasMessageContaining(role)
+          .hasMessageContaining("permission denied")
+          .hasMessageContaining("schema.sql");
+    } finally {
+      app.shutdownTestKit();
+      missing.shutdownTestKit();
+      PostgresTestSupport.dropSchema(schema);
+      PostgresTestSupport.execute("DROP OWNED BY " + role);
+      PostgresTestSupport.execute("DROP ROLE " + role);
+    }
+  }
+
+  @Test
   @DisplayName("create the (type_name, ordering) index only with ordering-index = on, and fill ordering either way")
   void orderingIndex() throws Exception {
     String without = PostgresTestSupport.freshSchema("no_ordering_idx");
