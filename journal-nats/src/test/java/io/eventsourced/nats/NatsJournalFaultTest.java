@@ -166,71 +166,71 @@ class NatsJournalFaultTest {
   @Test
   @DisplayName("republishes a write whose acknowledgement was lost, and the server stores it once")
   void republishAfterLostAck() throws Exception {
-    try (NatsServerProcess server = NatsServerProcess.start()) {
-      TestNats.Names names = TestNats.Names.fresh("LOSTACK");
-      ActorTestKit testKit =
-          ActorTestKit.create("NatsLostAck", names.config(server.url(), FAST_FAILURE + "eventsourced.journal.nats.publish-retries = 20\n"));
-      try {
-        Journal journal = Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
-        PersistenceId id = PersistenceId.of("fault", UUID.randomUUID().toString());
-        journal.append(write(id, 0, "first")).toCompletableFuture().get(10, TimeUnit.SECONDS);
-        // Freeze the server for three request timeouts: the publish sits in its socket, its
-        // acknowledgement times out and the journal republishes the same message id (the
-        // liveness check may also force a reconnect meanwhile).
-        server.signal("STOP");
-        var pending = journal.append(write(id, 1, "second")).toCompletableFuture();
-        Thread.sleep(3000);
-        server.signal("CONT");
-        pending.get(30, TimeUnit.SECONDS);
-        List<PersistentRepr> events = replayWhenReachable(journal, id);
-        assertThat(events).extracting(PersistentRepr::sequenceNr).containsExactly(1L, 2L);
-        assertThat(new String(events.get(1).payload(), StandardCharsets.UTF_8)).isEqualTo("second");
-        try (Connection nc = Nats.connect(Options.builder().server(server.url()).build())) {
-          assertThat(nc.jetStreamManagement().getStreamInfo(names.stream()).getStreamState().getMsgCount())
-              .as("messages in the stream after at least two publishes of the second write")
-              .isEqualTo(2);
-        }
-      } finally {
-        testKit.shutdownTestKit();
-      }
-    }
+    // Frozen for three request timeouts: the publish sits in the server's socket, its
+    // acknowledgement times out and the journal republishes the same message id (the liveness
+    // check may also force a reconnect meanwhile); the server deduplicates it.
+    secondWriteWhileFrozen(
+        "LOSTACK",
+        "eventsourced.journal.nats.publish-retries = 20\n",
+        3000,
+        (server, names, journal, id) -> {
+          try (Connection nc = Nats.connect(Options.builder().server(server.url()).build())) {
+            assertThat(nc.jetStreamManagement().getStreamInfo(names.stream()).getStreamState().getMsgCount())
+                .as("messages in the stream after at least two publishes of the second write")
+                .isEqualTo(2);
+          }
+        });
   }
 
   @Test
   @DisplayName("confirms a write whose republish comes after the duplicate window, when the first publish was stored")
   void republishAfterDuplicateWindow() throws Exception {
+    // The acknowledgement times out after 1-2 s (the client checks every request timeout); the
+    // server stores the publish when it resumes (2.5 s), and the republish follows only after
+    // the 3 s backoff, when the 500 ms duplicate window no longer knows the message id: the
+    // server rejects it as a stale expectation although the write is stored.
+    secondWriteWhileFrozen(
+        "LATEDUP",
+        "eventsourced.journal.nats.publish-retries = 5\n"
+            + "eventsourced.journal.nats.retry-backoff = 3s\n"
+            + "eventsourced.journal.nats.stream.duplicate-window = 500ms\n",
+        2500,
+        (server, names, journal, id) -> {
+          // A real conflict is still one: a stale write is rejected, nothing of it stored.
+          assertThatThrownBy(() -> journal.append(write(id, 1, "stale")).toCompletableFuture().get(10, TimeUnit.SECONDS))
+              .hasCauseInstanceOf(io.eventsourced.journal.ConcurrencyConflictException.class);
+          assertThat(replayWhenReachable(journal, id)).hasSize(2);
+        });
+  }
+
+  /** More checks after {@link #secondWriteWhileFrozen}. */
+  private interface AfterFreeze {
+    void check(NatsServerProcess server, TestNats.Names names, Journal journal, PersistenceId id) throws Exception;
+  }
+
+  /**
+   * Stores a first write, freezes the server ({@code SIGSTOP}) while a second write is in flight,
+   * resumes it after {@code freezeMillis}, and checks that the second write was confirmed and is
+   * stored once, after the first.
+   */
+  private static void secondWriteWhileFrozen(String prefix, String config, long freezeMillis, AfterFreeze more)
+      throws Exception {
     try (NatsServerProcess server = NatsServerProcess.start()) {
-      TestNats.Names names = TestNats.Names.fresh("LATEDUP");
-      ActorTestKit testKit =
-          ActorTestKit.create(
-              "NatsLateDuplicate",
-              names.config(
-                  server.url(),
-                  FAST_FAILURE
-                      + "eventsourced.journal.nats.publish-retries = 5\n"
-                      + "eventsourced.journal.nats.retry-backoff = 3s\n"
-                      + "eventsourced.journal.nats.stream.duplicate-window = 500ms\n"));
+      TestNats.Names names = TestNats.Names.fresh(prefix);
+      ActorTestKit testKit = ActorTestKit.create("Nats" + prefix, names.config(server.url(), FAST_FAILURE + config));
       try {
         Journal journal = Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
         PersistenceId id = PersistenceId.of("fault", UUID.randomUUID().toString());
         journal.append(write(id, 0, "first")).toCompletableFuture().get(10, TimeUnit.SECONDS);
-        // The publish waits in the frozen server's socket and its acknowledgement times out
-        // (after 1-2 s: the client checks every request timeout); the server stores it when it
-        // resumes (2.5 s), and the republish follows only after the 3 s backoff, when the 500 ms
-        // duplicate window no longer knows the message id: the server rejects it as a stale
-        // expectation although the write is stored.
         server.signal("STOP");
         var pending = journal.append(write(id, 1, "second")).toCompletableFuture();
-        Thread.sleep(2500);
+        Thread.sleep(freezeMillis);
         server.signal("CONT");
         pending.get(30, TimeUnit.SECONDS);
         List<PersistentRepr> events = replayWhenReachable(journal, id);
         assertThat(events).extracting(PersistentRepr::sequenceNr).containsExactly(1L, 2L);
         assertThat(new String(events.get(1).payload(), StandardCharsets.UTF_8)).isEqualTo("second");
-        // A real conflict is still one: a stale write is rejected, nothing of it stored.
-        assertThatThrownBy(() -> journal.append(write(id, 1, "stale")).toCompletableFuture().get(10, TimeUnit.SECONDS))
-            .hasCauseInstanceOf(io.eventsourced.journal.ConcurrencyConflictException.class);
-        assertThat(replayWhenReachable(journal, id)).hasSize(2);
+        more.check(server, names, journal, id);
       } finally {
         testKit.shutdownTestKit();
       }
