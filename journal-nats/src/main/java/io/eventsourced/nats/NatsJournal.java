@@ -1138,6 +1138,8 @@ public final class NatsJournal implements Journal {
     boolean finished;
     /** Set by {@link #prepareForScan}: prepared and still to be served by reading the stream. */
     boolean needsReading;
+    /** Started alone and handed itself to a gathering group; never hands itself on twice. */
+    boolean rejoined;
 
     Replay(
         PersistenceId id,
@@ -1161,25 +1163,43 @@ public final class NatsJournal implements Journal {
       return max <= 0 || from > to;
     }
 
-    /** Serves this replay on its own: prepares, then reads its subject if needed. */
+    /**
+     * Serves this replay on its own: prepares, then reads its subject if needed. A replay that
+     * started alone but finds a group gathering once prepared (the first of a mass recovery, whose
+     * other entities were still loading snapshots) joins that group instead, once: on nats-server
+     * 2.9 its own consumer would walk the whole interleaved stream beside the shared scan.
+     */
     void runAlone() {
       guarded(
           () -> {
-            if (!asksForNothing() && prepare(false)) {
-              consume();
+            if (asksForNothing() || !prepare(false)) {
+              return true;
             }
+            if (!rejoined && settings.sharedScanMinReplays() > 0 && (drainScheduled.get() || !queued.isEmpty())) {
+              rejoined = true;
+              queued.add(this);
+              scheduleDrain();
+              return false;
+            }
+            consume();
+            return true;
           });
     }
 
     /** Reads the subject of a prepared replay. */
     void consumeAlone() {
-      guarded(this::consume);
+      guarded(
+          () -> {
+            consume();
+            return true;
+          });
     }
 
     private void guarded(Step step) {
       try {
-        step.run();
-        complete();
+        if (step.run()) {
+          complete();
+        }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         fail(new JournalException("interrupted while replaying [" + id + "]", id, from, e));
@@ -1405,8 +1425,9 @@ public final class NatsJournal implements Journal {
   }
 
   /** A blocking step of a replay. */
+  /** A step of a replay; returns whether the replay is served (false: handed on). */
   private interface Step {
-    void run() throws InterruptedException;
+    boolean run() throws InterruptedException;
   }
 
   /** Carries an exception of the replay consumer through the decoder. */

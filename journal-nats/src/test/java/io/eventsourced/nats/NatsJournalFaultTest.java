@@ -203,6 +203,66 @@ class NatsJournalFaultTest {
         });
   }
 
+  @Test
+  @DisplayName("lets a replay that started alone join a mass recovery that begins while it prepares")
+  void loneReplayJoinsGroup() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start()) {
+      TestNats.Names names = TestNats.Names.fresh("JOIN");
+      ActorTestKit testKit =
+          ActorTestKit.create(
+              "NatsJoin",
+              names.config(
+                  server.url(),
+                  "eventsourced.nats.dispatcher.thread-pool-executor.fixed-pool-size = 4\n"
+                      + "eventsourced.journal.nats.shared-scan.min-replays = 10\n"
+                      + "eventsourced.journal.nats.shared-scan.gather-window = 1s\n"));
+      try {
+        NatsJournal journal = (NatsJournal) Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
+        List<PersistenceId> ids = new ArrayList<>();
+        for (int i = 0; i < 10; i++) {
+          ids.add(PersistenceId.of("join", UUID.randomUUID().toString()));
+        }
+        for (long seq = 0; seq < 20; seq++) {
+          for (PersistenceId id : ids) {
+            journal.append(write(id, seq, "e" + seq)).toCompletableFuture().get(10, TimeUnit.SECONDS);
+          }
+        }
+        Map<PersistenceId, List<Long>> seen = new ConcurrentHashMap<>();
+        Map<PersistenceId, CompletableFuture<?>> replays = new java.util.LinkedHashMap<>();
+        for (PersistenceId id : ids) {
+          seen.put(id, Collections.synchronizedList(new ArrayList<>()));
+        }
+        // The first replay is alone: it starts at once and waits in its preparation for the
+        // frozen server; the other nine arrive meanwhile and gather (one at once, as a burst).
+        server.signal("STOP");
+        PersistenceId first = ids.get(0);
+        replays.put(first, journal.replay(first, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> seen.get(first).add(e.sequenceNr())).toCompletableFuture());
+        Thread.sleep(300);
+        TestNats.whileDispatcherBusy(
+            testKit.system(),
+            3,
+            () -> {
+              for (PersistenceId id : ids.subList(1, ids.size())) {
+                replays.put(id, journal.replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> seen.get(id).add(e.sequenceNr())).toCompletableFuture());
+              }
+              return null;
+            });
+        Thread.sleep(300);
+        server.signal("CONT");
+        CompletableFuture.allOf(replays.values().toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
+        for (PersistenceId id : ids) {
+          assertThat(seen.get(id)).as("events of [%s]", id).containsExactlyElementsOf(
+              java.util.stream.LongStream.rangeClosed(1, 20).boxed().toList());
+        }
+        assertThat(journal.sharedScans())
+            .as("shared scans: nine alone are below min-replays = 10; with the first they reach it")
+            .isEqualTo(1);
+      } finally {
+        testKit.shutdownTestKit();
+      }
+    }
+  }
+
   /** More checks after {@link #secondWriteWhileFrozen}. */
   private interface AfterFreeze {
     void check(NatsServerProcess server, TestNats.Names names, Journal journal, PersistenceId id) throws Exception;
