@@ -94,7 +94,8 @@ import org.slf4j.LoggerFactory;
  *       from the group's lowest start to its highest last message, routing each message by
  *       subject. On nats-server 2.9 every filtered consumer walks the interleaved stream, so this
  *       saves a walk per entity. Each replay keeps its own bounds, order, contiguity check and
- *       failure, and completes as soon as it has everything. A lone replay never waits.
+ *       failure, and completes as soon as it has everything. A lone replay never waits; one that
+ *       finds a group gathering once it is prepared joins that group.
  * </ul>
  *
  * <p>Blocking calls (lookups, replays, setup) run on the plugin dispatcher, never on the caller's
@@ -170,6 +171,10 @@ public final class NatsJournal implements Journal {
   /** Whether a drain task is scheduled or gathering; a new request then needs no other. */
   private final AtomicBoolean drainScheduled = new AtomicBoolean();
   private final AtomicLong sharedScans = new AtomicLong();
+  /** Replays that started alone and joined a gathering group; for tests in this package. */
+  private final AtomicLong rejoinedReplays = new AtomicLong();
+  /** Whether a drain is gathering a group (see {@link #gather}); a lone replay then joins it. */
+  private volatile boolean gathering;
   private final AtomicLong sharedScanMessages = new AtomicLong();
 
   /** Where an entity's last message is: its last sequence number and its stream sequence. */
@@ -315,7 +320,7 @@ public final class NatsJournal implements Journal {
         publish(out, known.streamSequence(), false, 0, result);
       } else {
         // A cache miss needs a blocking lookup of the subject's last message.
-        dispatcher.execute(() -> lookupAndPublish(out, result, false, false));
+        dispatcher.execute(() -> lookupAndPublish(out, result, false, -1));
       }
     } catch (JournalException e) {
       result.completeExceptionally(e);
@@ -421,7 +426,8 @@ public final class NatsJournal implements Journal {
           Throwable cause = unwrap(error);
           if (cause instanceof JetStreamApiException api && api.getApiErrorCode() == WRONG_LAST_SEQUENCE) {
             positions.remove(out.write.persistenceId());
-            handOff(dispatcher, () -> lookupAndPublish(out, result, verified, attempt > 0), out.write, result, cause);
+            long republishedAfter = attempt > 0 ? expectedStreamSequence : -1;
+            handOff(dispatcher, () -> lookupAndPublish(out, result, verified, republishedAfter), out.write, result, cause);
           } else {
             handOff(dispatcher, () -> retryOrFail(out, expectedStreamSequence, verified, attempt, result, cause), out.write, result, cause);
           }
@@ -454,29 +460,41 @@ public final class NatsJournal implements Journal {
    * sequence number, else reports the conflict. After a rejection of a verified publish it only
    * reads the stored sequence number for the conflict error: the server has decided.
    *
-   * @param republished the rejected publish repeated one whose acknowledgement was lost; if that
-   *     one was stored and the repeat came after the duplicate window, the server rejects the
-   *     repeat as stale, and the entity's last message carries this write's message id
+   * @param republishedAfter for a rejected republish of a write whose acknowledgement was lost,
+   *     the stream sequence its publishes expected, else -1. If the first attempt was stored and
+   *     the republish came after the duplicate window, the server rejects the republish as stale;
+   *     the first attempt can only have landed as the entity's next message after that sequence,
+   *     and carries this write's message id there
    */
   private void lookupAndPublish(
-      Outgoing out, CompletableFuture<Done> result, boolean rejectedVerified, boolean republished) {
+      Outgoing out, CompletableFuture<Done> result, boolean rejectedVerified, long republishedAfter) {
     AtomicWrite write = out.write;
     PersistenceId id = write.persistenceId();
     Position actual;
     try {
-      MessageInfo last = lastMessage(id);
-      if (republished && last != null && last.getHeaders() != null
-          && out.messageId.equals(last.getHeaders().getFirst(MSG_ID_HEADER))) {
-        remember(id, new Position(write.highestSequenceNr(), last.getSeq()));
-        log.debug(
-            "Republished write of [{}] up to sequenceNr [{}] was rejected, but its first publish is stored",
-            id, write.highestSequenceNr());
-        result.complete(Done.getInstance());
-        return;
+      if (republishedAfter >= 0) {
+        MessageInfo slot = messageAtOrAfter(id, republishedAfter + 1);
+        if (slot != null && slot.getHeaders() != null
+            && out.messageId.equals(slot.getHeaders().getFirst(MSG_ID_HEADER))) {
+          remember(id, new Position(write.highestSequenceNr(), slot.getSeq()));
+          log.debug(
+              "Republished write of [{}] up to sequenceNr [{}] was rejected, but its first publish is stored",
+              id, write.highestSequenceNr());
+          result.complete(Done.getInstance());
+          return;
+        }
       }
+      MessageInfo last = lastMessage(id);
       actual = position(id, last);
     } catch (JournalException e) {
-      if (rejectedVerified) {
+      if (republishedAfter >= 0) {
+        // The first attempt may be stored; without the server's answer nobody can tell.
+        result.completeExceptionally(
+            new JournalException(
+                "cannot confirm the append of events for [" + id + "] from sequenceNr ["
+                    + (write.expectedSequenceNr() + 1) + "] (the write may or may not be stored): " + e.getMessage(),
+                id, write.expectedSequenceNr() + 1, e));
+      } else if (rejectedVerified) {
         result.completeExceptionally(new ConcurrencyConflictException(id, write.expectedSequenceNr(), -1));
       } else {
         result.completeExceptionally(e);
@@ -618,6 +636,25 @@ public final class NatsJournal implements Journal {
     }
   }
 
+  /** The entity's first message at or after a stream sequence, or null; blocking. */
+  private MessageInfo messageAtOrAfter(PersistenceId id, long streamSequence) {
+    String subject = subjectPrefix + Keys.entityKey(id);
+    try {
+      MessageInfo info = management.getMessage(settings.stream(), MessageGetRequest.nextForSubject(streamSequence, subject));
+      return info == null || !info.isMessage() ? null : info;
+    } catch (JetStreamApiException e) {
+      if (e.getApiErrorCode() == NO_MESSAGE_FOUND) {
+        return null;
+      }
+      throw new JournalException(
+          "cannot read the events of [" + id + "] from stream [" + settings.stream() + "]: " + e.getMessage(), id, 0, e);
+    } catch (IOException | RuntimeException e) {
+      shared.checkLiveness(dispatcher);
+      throw new JournalException(
+          "cannot read the events of [" + id + "] from stream [" + settings.stream() + "]: " + e, id, 0, e);
+    }
+  }
+
   private void remember(PersistenceId id, Position position) {
     if (settings.positionCacheSize() == 0) {
       return;
@@ -751,6 +788,15 @@ public final class NatsJournal implements Journal {
    * them into several groups, each scanning the same range.
    */
   private void gather(List<Replay> group) {
+    gathering = true;
+    try {
+      gatherUntilQuiet(group);
+    } finally {
+      gathering = false;
+    }
+  }
+
+  private void gatherUntilQuiet(List<Replay> group) {
     long window = settings.sharedScanGatherWindow().toNanos();
     long cap = System.nanoTime() + MAX_GATHER_WINDOWS * window;
     long quietUntil = System.nanoTime() + window;
@@ -897,6 +943,11 @@ public final class NatsJournal implements Journal {
   /** Shared scans started so far; for tests in this package. */
   long sharedScans() {
     return sharedScans.get();
+  }
+
+  /** Replays that started alone and joined a gathering group; for tests in this package. */
+  long rejoinedReplays() {
+    return rejoinedReplays.get();
   }
 
   /** Messages received by shared scans so far; for tests in this package. */
@@ -1140,6 +1191,8 @@ public final class NatsJournal implements Journal {
     boolean needsReading;
     /** Started alone and handed itself to a gathering group; never hands itself on twice. */
     boolean rejoined;
+    /** Prepared by {@link #runAlone} before it joined a group; not prepared again. */
+    boolean prepared;
 
     Replay(
         PersistenceId id,
@@ -1172,14 +1225,18 @@ public final class NatsJournal implements Journal {
     void runAlone() {
       guarded(
           () -> {
-            if (asksForNothing() || !prepare(false)) {
-              return true;
-            }
-            if (!rejoined && settings.sharedScanMinReplays() > 0 && (drainScheduled.get() || !queued.isEmpty())) {
-              rejoined = true;
-              queued.add(this);
-              scheduleDrain();
-              return false;
+            if (!prepared) {
+              if (asksForNothing() || !prepare(false)) {
+                return true;
+              }
+              prepared = true;
+              if (!rejoined && gathering) {
+                rejoined = true;
+                rejoinedReplays.incrementAndGet();
+                queued.add(this);
+                scheduleDrain();
+                return false;
+              }
             }
             consume();
             return true;
@@ -1211,6 +1268,16 @@ public final class NatsJournal implements Journal {
     /** Prepares as a member of a shared scan; a failure fails this replay only. */
     void prepareForScan() {
       try {
+        if (prepared) {
+          // Prepared when it started alone; a replay from 1 still needs its first message's
+          // position, so that the scan starts no earlier than its members need.
+          if (startStreamSequence == 0) {
+            MessageInfo first = nextAtOrAfter(1);
+            startStreamSequence = first == null ? lastStreamSequence : first.getSeq();
+          }
+          needsReading = true;
+          return;
+        }
         needsReading = prepare(true);
         if (!needsReading) {
           complete();
@@ -1424,8 +1491,7 @@ public final class NatsJournal implements Journal {
     }
   }
 
-  /** A blocking step of a replay. */
-  /** A step of a replay; returns whether the replay is served (false: handed on). */
+  /** A blocking step of a replay; returns whether the replay is served (false: handed on). */
   private interface Step {
     boolean run() throws InterruptedException;
   }

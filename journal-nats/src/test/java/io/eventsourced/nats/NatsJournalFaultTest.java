@@ -173,6 +173,7 @@ class NatsJournalFaultTest {
         "LOSTACK",
         "eventsourced.journal.nats.publish-retries = 20\n",
         3000,
+        null,
         (server, names, journal, id) -> {
           try (Connection nc = Nats.connect(Options.builder().server(server.url()).build())) {
             assertThat(nc.jetStreamManagement().getStreamInfo(names.stream()).getStreamState().getMsgCount())
@@ -195,7 +196,9 @@ class NatsJournalFaultTest {
             + "eventsourced.journal.nats.retry-backoff = 3s\n"
             + "eventsourced.journal.nats.stream.duplicate-window = 500ms\n",
         2500,
+        null,
         (server, names, journal, id) -> {
+          assertThat(replayWhenReachable(journal, id)).hasSize(2);
           // A real conflict is still one: a stale write is rejected, nothing of it stored.
           assertThatThrownBy(() -> journal.append(write(id, 1, "stale")).toCompletableFuture().get(10, TimeUnit.SECONDS))
               .hasCauseInstanceOf(io.eventsourced.journal.ConcurrencyConflictException.class);
@@ -254,6 +257,7 @@ class NatsJournalFaultTest {
           assertThat(seen.get(id)).as("events of [%s]", id).containsExactlyElementsOf(
               java.util.stream.LongStream.rangeClosed(1, 20).boxed().toList());
         }
+        assertThat(journal.rejoinedReplays()).as("replays that started alone and joined the group").isEqualTo(1);
         assertThat(journal.sharedScans())
             .as("shared scans: nine alone are below min-replays = 10; with the first they reach it")
             .isEqualTo(1);
@@ -261,6 +265,36 @@ class NatsJournalFaultTest {
         testKit.shutdownTestKit();
       }
     }
+  }
+
+  @Test
+  @DisplayName("confirms such a late republish also when another writer appended after the stored first attempt")
+  void republishAfterDuplicateWindowAndAnotherWrite() throws Exception {
+    String config =
+        "eventsourced.journal.nats.publish-retries = 5\n"
+            + "eventsourced.journal.nats.retry-backoff = 3s\n"
+            + "eventsourced.journal.nats.stream.duplicate-window = 500ms\n";
+    // As above; between the server storing the first attempt (2.5 s) and the republish (4-5 s),
+    // a second journal (another process) appends the entity's next event, so the stored write is
+    // no longer the entity's last message.
+    secondWriteWhileFrozen(
+        "LATEDUP2",
+        config,
+        2500,
+        (server, names, journal, id) -> {
+          Thread.sleep(300);
+          ActorTestKit other = ActorTestKit.create("NatsOtherWriter", names.config(server.url(), FAST_FAILURE + config));
+          try {
+            Persistence.get(other.system()).journal("eventsourced.journal.nats")
+                .append(write(id, 2, "other")).toCompletableFuture().get(10, TimeUnit.SECONDS);
+          } finally {
+            other.shutdownTestKit();
+          }
+        },
+        (server, names, journal, id) ->
+            assertThat(replayWhenReachable(journal, id))
+                .extracting(e -> new String(e.payload(), StandardCharsets.UTF_8))
+                .containsExactly("first", "second", "other"));
   }
 
   /** More checks after {@link #secondWriteWhileFrozen}. */
@@ -273,8 +307,8 @@ class NatsJournalFaultTest {
    * resumes it after {@code freezeMillis}, and checks that the second write was confirmed and is
    * stored once, after the first.
    */
-  private static void secondWriteWhileFrozen(String prefix, String config, long freezeMillis, AfterFreeze more)
-      throws Exception {
+  private static void secondWriteWhileFrozen(
+      String prefix, String config, long freezeMillis, AfterFreeze afterResume, AfterFreeze more) throws Exception {
     try (NatsServerProcess server = NatsServerProcess.start()) {
       TestNats.Names names = TestNats.Names.fresh(prefix);
       ActorTestKit testKit = ActorTestKit.create("Nats" + prefix, names.config(server.url(), FAST_FAILURE + config));
@@ -286,9 +320,12 @@ class NatsJournalFaultTest {
         var pending = journal.append(write(id, 1, "second")).toCompletableFuture();
         Thread.sleep(freezeMillis);
         server.signal("CONT");
+        if (afterResume != null) {
+          afterResume.check(server, names, journal, id);
+        }
         pending.get(30, TimeUnit.SECONDS);
         List<PersistentRepr> events = replayWhenReachable(journal, id);
-        assertThat(events).extracting(PersistentRepr::sequenceNr).containsExactly(1L, 2L);
+        assertThat(events.subList(0, 2)).extracting(PersistentRepr::sequenceNr).containsExactly(1L, 2L);
         assertThat(new String(events.get(1).payload(), StandardCharsets.UTF_8)).isEqualTo("second");
         more.check(server, names, journal, id);
       } finally {
