@@ -206,8 +206,9 @@ final class ConnectionPool {
     } catch (SQLException e) {
       String hint =
           INSUFFICIENT_PRIVILEGE.equals(e.getSQLState())
-              ? "; create the objects with schema.sql as a user who may (setup then only uses them),"
-                  + " or grant this user CREATE on the database"
+              ? "; the user needs USAGE on the schema to use existing objects, and CREATE rights (for"
+                  + " an index on an existing table: its ownership) to create missing ones; or create"
+                  + " them with schema.sql as a user who may, and setup then only uses them"
               : "";
       throw new IllegalStateException(
           "cannot " + (s.setup() ? "create the schema objects of" : "check") + " [" + table
@@ -216,7 +217,10 @@ final class ConnectionPool {
     }
   }
 
-  /** Whether every object that setup creates exists already; reading the catalog needs no rights. */
+  /**
+   * Whether every object that setup creates exists already. Needs USAGE on the schema (without
+   * it, the lookup fails with "permission denied"), no CREATE right.
+   */
   private static boolean allExist(Connection c, Sql sql) throws SQLException {
     try (PreparedStatement ps = c.prepareStatement(sql.tableExists)) {
       for (String name : sql.setupObjects) {

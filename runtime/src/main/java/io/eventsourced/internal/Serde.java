@@ -1,5 +1,6 @@
 package io.eventsourced.internal;
 
+import org.apache.pekko.actor.ActorRefProvider;
 import org.apache.pekko.actor.ExtendedActorSystem;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Adapter;
@@ -31,13 +32,13 @@ public final class Serde {
       Serialization$.MODULE$.currentTransportInformation();
 
   private final Serialization serialization;
-  private final Serialization.Information transportInformation;
+  private final ActorRefProvider provider;
   private volatile Known last = new Known(Integer.MIN_VALUE, null);
 
   Serde(ActorSystem<?> system) {
     ExtendedActorSystem classic = (ExtendedActorSystem) Adapter.toClassic(system);
     this.serialization = SerializationExtension.get(classic);
-    this.transportInformation = classic.provider().serializationInformation();
+    this.provider = classic.provider();
   }
 
   /**
@@ -85,10 +86,12 @@ public final class Serde {
       }
       // A class manifest: Pekko resolves and caches the class.
       return serialization.deserialize(bytes, serializerId, manifest).get();
-    } catch (RuntimeException e) {
-      throw e;
     } catch (Exception e) {
-      throw new IllegalStateException(e.getMessage(), e);
+      // Pekko's Scala code throws checked exceptions (NotSerializableException) undeclared.
+      throw new IllegalStateException(
+          "cannot deserialize [" + bytes.length + "] bytes with serializer [" + serializerId
+              + "] and manifest [" + manifest + "]: " + e.getMessage(),
+          e);
     } finally {
       exitTransport(outer);
     }
@@ -116,7 +119,8 @@ public final class Serde {
   private Serialization.Information enterTransport() {
     Serialization.Information outer = TRANSPORT.value();
     if (outer == null) {
-      TRANSPORT.value_$eq(transportInformation);
+      // Read per call, as Pekko does: with remoting it holds the bound address only once bound.
+      TRANSPORT.value_$eq(provider.serializationInformation());
     }
     return outer;
   }

@@ -14,6 +14,10 @@ import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestKitJUnit5Extension;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
+import org.apache.pekko.serialization.Serialization;
+import org.apache.pekko.serialization.Serialization$;
+import scala.util.DynamicVariable;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
@@ -69,12 +73,36 @@ class SerdeTest {
   }
 
   @Test
+  @DisplayName("leaves the thread's transport information as it found it, after failures and in nested calls")
+  void transportInformationRestored() {
+    DynamicVariable<Serialization.Information> transport = Serialization$.MODULE$.currentTransportInformation();
+    assertThat(transport.value()).isNull();
+    assertThatThrownBy(() -> serde().deserialize(new byte[] {(byte) 0xFF}, ProtobufSerializer.IDENTIFIER, StringValue.class.getName()))
+        .isInstanceOf(IllegalStateException.class);
+    assertThat(transport.value()).as("after a failed deserialize").isNull();
+    Serde.Serialized stored = serde().serialize(new Subscribed("x", testKit.system().deadLetters()));
+    assertThat(transport.value()).as("after a serialize").isNull();
+
+    Serialization.Information outer =
+        new Serialization.Information(
+            org.apache.pekko.actor.Address.apply("pekko", "outer"), Adapter.toClassic(testKit.system()));
+    transport.value_$eq(outer);
+    try {
+      serde().deserialize(stored.bytes(), stored.serializerId(), stored.manifest());
+      assertThat(transport.value()).as("inside an outer serialization").isSameAs(outer);
+    } finally {
+      transport.value_$eq(null);
+    }
+  }
+
+  @Test
   @DisplayName("names an unknown serializer id and a manifest that no class matches")
   void errors() {
     assertThatThrownBy(() -> serde().deserialize(new byte[] {1}, 987_654, "x"))
         .hasMessageContaining("987654");
     Serde.Serialized stored = serde().serialize(new Subscribed("x", testKit.system().deadLetters()));
     assertThatThrownBy(() -> serde().deserialize(stored.bytes(), stored.serializerId(), "com.example.Gone"))
-        .hasMessageContaining("com.example.Gone");
+        .hasMessageContaining("com.example.Gone")
+        .hasMessageContaining("serializer [" + stored.serializerId() + "]");
   }
 }
