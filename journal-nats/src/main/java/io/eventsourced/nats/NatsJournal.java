@@ -636,9 +636,8 @@ public final class NatsJournal implements Journal {
     }
   }
 
-  /** The entity's first message at or after a stream sequence, or null; blocking. */
-  private MessageInfo messageAtOrAfter(PersistenceId id, long streamSequence) {
-    String subject = subjectPrefix + Keys.entityKey(id);
+  /** The subject's first message at or after a stream sequence, or null; blocking. */
+  private MessageInfo nextForSubject(String subject, long streamSequence) throws IOException, JetStreamApiException {
     try {
       MessageInfo info = management.getMessage(settings.stream(), MessageGetRequest.nextForSubject(streamSequence, subject));
       return info == null || !info.isMessage() ? null : info;
@@ -646,6 +645,15 @@ public final class NatsJournal implements Journal {
       if (e.getApiErrorCode() == NO_MESSAGE_FOUND) {
         return null;
       }
+      throw e;
+    }
+  }
+
+  /** The entity's first message at or after a stream sequence, or null; blocking. */
+  private MessageInfo messageAtOrAfter(PersistenceId id, long streamSequence) {
+    try {
+      return nextForSubject(subjectPrefix + Keys.entityKey(id), streamSequence);
+    } catch (JetStreamApiException e) {
       throw new JournalException(
           "cannot read the events of [" + id + "] from stream [" + settings.stream() + "]: " + e.getMessage(), id, 0, e);
     } catch (IOException | RuntimeException e) {
@@ -1368,14 +1376,8 @@ public final class NatsJournal implements Journal {
 
     MessageInfo nextAtOrAfter(long streamSequence) {
       try {
-        MessageInfo info = management.getMessage(settings.stream(), MessageGetRequest.nextForSubject(streamSequence, subject));
-        return info == null || !info.isMessage() ? null : info;
-      } catch (JetStreamApiException e) {
-        if (e.getApiErrorCode() == NO_MESSAGE_FOUND) {
-          return null;
-        }
-        throw replayError("cannot locate", e);
-      } catch (IOException | RuntimeException e) {
+        return nextForSubject(subject, streamSequence);
+      } catch (IOException | JetStreamApiException | RuntimeException e) {
         throw replayError("cannot locate", e);
       }
     }
