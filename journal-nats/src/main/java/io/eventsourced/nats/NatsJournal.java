@@ -115,6 +115,10 @@ public final class NatsJournal implements Journal {
   private static final String MSG_ID_HEADER = "Nats-Msg-Id";
 
   static final int WRONG_LAST_SEQUENCE = 10071;
+  /** JetStream API error: consumer not found. */
+  private static final int CONSUMER_NOT_FOUND = 10014;
+  /** Tries to delete a shared scan's consumer. */
+  private static final int DELETE_ATTEMPTS = 3;
   static final int NO_MESSAGE_FOUND = 10037;
   static final int STREAM_NOT_FOUND = 10059;
 
@@ -1128,12 +1132,7 @@ public final class NatsJournal implements Journal {
           log.debug("Could not end the shared replay subscription on [{}]: {}", filter, e.toString());
         }
         if (consumer != null) {
-          try {
-            management.deleteConsumer(settings.stream(), consumer);
-          } catch (IOException | JetStreamApiException | RuntimeException e) {
-            // The server removes it after its inactive threshold.
-            log.debug("Could not delete the shared replay consumer [{}]: {}", consumer, e.toString());
-          }
+          deleteScanConsumer(consumer);
         }
         if (log.isDebugEnabled()) {
           log.debug(
@@ -1142,6 +1141,30 @@ public final class NatsJournal implements Journal {
               filter,
               messages,
               (System.nanoTime() - started) / 1_000_000);
+        }
+      }
+    }
+
+    /**
+     * Deletes the scan's consumer, retrying a timed-out request: a busy server can miss one
+     * answer, and an undeleted consumer stays for its inactive threshold (10 minutes).
+     */
+    private void deleteScanConsumer(String consumer) {
+      for (int attempt = 1; ; attempt++) {
+        try {
+          management.deleteConsumer(settings.stream(), consumer);
+          return;
+        } catch (JetStreamApiException e) {
+          if (e.getApiErrorCode() != CONSUMER_NOT_FOUND) {
+            log.debug("Could not delete the shared replay consumer [{}]: {}", consumer, e.toString());
+          }
+          return; // Not found: an earlier attempt deleted it.
+        } catch (IOException | RuntimeException e) {
+          if (attempt == DELETE_ATTEMPTS) {
+            // The server removes it after its inactive threshold.
+            log.debug("Could not delete the shared replay consumer [{}]: {}", consumer, e.toString());
+            return;
+          }
         }
       }
     }
