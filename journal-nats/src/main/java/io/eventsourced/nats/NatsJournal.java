@@ -177,6 +177,8 @@ public final class NatsJournal implements Journal {
   private final AtomicLong sharedScans = new AtomicLong();
   /** Replays that started alone and joined a gathering group; for tests in this package. */
   private final AtomicLong rejoinedReplays = new AtomicLong();
+  /** Rejected republishes confirmed from the stored first attempt; for tests in this package. */
+  private final AtomicLong confirmedRepublishes = new AtomicLong();
   /** Whether a drain is gathering a group (see {@link #gather}); a lone replay then joins it. */
   private volatile boolean gathering;
   private final AtomicLong sharedScanMessages = new AtomicLong();
@@ -481,6 +483,7 @@ public final class NatsJournal implements Journal {
         if (slot != null && slot.getHeaders() != null
             && out.messageId.equals(slot.getHeaders().getFirst(MSG_ID_HEADER))) {
           remember(id, new Position(write.highestSequenceNr(), slot.getSeq()));
+          confirmedRepublishes.incrementAndGet();
           log.debug(
               "Republished write of [{}] up to sequenceNr [{}] was rejected, but its first publish is stored",
               id, write.highestSequenceNr());
@@ -960,6 +963,11 @@ public final class NatsJournal implements Journal {
   /** Replays that started alone and joined a gathering group; for tests in this package. */
   long rejoinedReplays() {
     return rejoinedReplays.get();
+  }
+
+  /** Rejected republishes confirmed from the stored first attempt; for tests in this package. */
+  long confirmedRepublishes() {
+    return confirmedRepublishes.get();
   }
 
   /** Messages received by shared scans so far; for tests in this package. */
