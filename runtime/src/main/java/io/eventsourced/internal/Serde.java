@@ -33,7 +33,7 @@ public final class Serde {
 
   private final Serialization serialization;
   private final ActorRefProvider provider;
-  private volatile Known last = new Known(Integer.MIN_VALUE, null);
+  private volatile Known last; // null until the first lookup
 
   Serde(ActorSystem<?> system) {
     ExtendedActorSystem classic = (ExtendedActorSystem) Adapter.toClassic(system);
@@ -99,7 +99,7 @@ public final class Serde {
 
   private Serializer serializer(int id) {
     Known known = last;
-    if (known.id() == id) {
+    if (known != null && known.id() == id) {
       return known.serializer();
     }
     Option<Serializer> found = serialization.serializerByIdentity().get(id);

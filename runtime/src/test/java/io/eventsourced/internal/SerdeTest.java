@@ -100,6 +100,8 @@ class SerdeTest {
   void errors() {
     assertThatThrownBy(() -> serde().deserialize(new byte[] {1}, 987_654, "x"))
         .hasMessageContaining("987654");
+    assertThatThrownBy(() -> serde().deserialize(new byte[] {1}, Integer.MIN_VALUE, "x"))
+        .hasMessageContaining(Integer.toString(Integer.MIN_VALUE));
     Serde.Serialized stored = serde().serialize(new Subscribed("x", testKit.system().deadLetters()));
     assertThatThrownBy(() -> serde().deserialize(stored.bytes(), stored.serializerId(), "com.example.Gone"))
         .hasMessageContaining("com.example.Gone")
