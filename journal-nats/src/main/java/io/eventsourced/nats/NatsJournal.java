@@ -1163,10 +1163,11 @@ public final class NatsJournal implements Journal {
           management.deleteConsumer(settings.stream(), consumer);
           return;
         } catch (JetStreamApiException e) {
+          // The server answered; "not found" means an earlier, timed-out attempt deleted it.
           if (e.getApiErrorCode() != CONSUMER_NOT_FOUND) {
             log.debug("Could not delete the shared replay consumer [{}]: {}", consumer, e.toString());
           }
-          return; // Not found: an earlier attempt deleted it.
+          return;
         } catch (IOException | RuntimeException e) {
           if (attempt == DELETE_ATTEMPTS) {
             // The server removes it after its inactive threshold.
