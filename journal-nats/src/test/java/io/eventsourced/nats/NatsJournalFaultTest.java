@@ -222,10 +222,7 @@ class NatsJournalFaultTest {
                       + "eventsourced.journal.nats.shared-scan.gather-window = 1s\n"));
       try {
         NatsJournal journal = (NatsJournal) Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
-        List<PersistenceId> ids = new ArrayList<>();
-        for (int i = 0; i < 10; i++) {
-          ids.add(PersistenceId.of("join", UUID.randomUUID().toString()));
-        }
+        List<PersistenceId> ids = TestNats.freshIds("join", 10);
         for (long seq = 0; seq < 20; seq++) {
           for (PersistenceId id : ids) {
             journal.append(write(id, seq, "e" + seq)).toCompletableFuture().get(10, TimeUnit.SECONDS);
@@ -354,10 +351,7 @@ class NatsJournalFaultTest {
                       + "\neventsourced.journal.nats.shared-scan.min-replays = 2\n"));
       try {
         NatsJournal journal = (NatsJournal) Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
-        List<PersistenceId> ids = new ArrayList<>();
-        for (int i = 0; i < 4; i++) {
-          ids.add(PersistenceId.of("scanfault", UUID.randomUUID().toString()));
-        }
+        List<PersistenceId> ids = TestNats.freshIds("scanfault", 4);
         // About 8 MB of interleaved events: far more than the client holds when the server freezes.
         byte[] payload = new byte[1024];
         for (long seq = 0; seq < 2000; seq++) {

@@ -78,7 +78,7 @@ class NatsSharedScanTest {
   @Test
   @DisplayName("serves a burst of replays on interleaved data with one scan, each getting exactly its own events in order")
   void burstOfReplays() throws Exception {
-    List<PersistenceId> ids = freshIds("member", 12);
+    List<PersistenceId> ids = TestNats.freshIds("member", 12);
     Map<PersistenceId, Long> last = writeInterleaved(ids, 15, true);
     long scans = journal().sharedScans();
     Map<PersistenceId, Recorder> recorders = new LinkedHashMap<>();
@@ -113,7 +113,7 @@ class NatsSharedScanTest {
   @DisplayName("replays a group that is a small share of its type's messages one entity at a time, and the whole type with one scan")
   void smallShareReplaysEachEntity() throws Exception {
     String type = "share-" + UUID.randomUUID().toString().substring(0, 8);
-    List<PersistenceId> ids = freshIds(type, 30);
+    List<PersistenceId> ids = TestNats.freshIds(type, 30);
     Map<PersistenceId, Long> last = writeInterleaved(ids, 5, false);
     long scans = journal().sharedScans();
     // 4 of 30 entities: a scan would deliver about 87 % messages of others.
@@ -140,7 +140,7 @@ class NatsSharedScanTest {
   @Test
   @DisplayName("keeps each member's from, to and max, serves starts after 1, last-message-only ranges and empty entities")
   void boundsPerMember() throws Exception {
-    List<PersistenceId> ids = freshIds("bounds", 6);
+    List<PersistenceId> ids = TestNats.freshIds("bounds", 6);
     PersistenceId otherType = PersistenceId.of("bounds-other", UUID.randomUUID().toString());
     List<PersistenceId> written = new ArrayList<>(ids);
     written.add(otherType);
@@ -196,7 +196,7 @@ class NatsSharedScanTest {
   @Test
   @DisplayName("fails only the member whose consumer throws, with its own exception, while the others complete")
   void failingConsumerFailsAlone() throws Exception {
-    List<PersistenceId> ids = freshIds("failing", 6);
+    List<PersistenceId> ids = TestNats.freshIds("failing", 6);
     Map<PersistenceId, Long> last = writeInterleaved(ids, 10, false);
     IllegalStateException boom = new IllegalStateException("cannot apply event 3");
     StackOverflowError deep = new StackOverflowError("deep event handler");
@@ -243,7 +243,7 @@ class NatsSharedScanTest {
   @Test
   @DisplayName("fails a member with a missing event naming its persistence id and sequenceNr, and completes the others")
   void gapFailsOnlyThatMember() throws Exception {
-    List<PersistenceId> ids = freshIds("gap", 5);
+    List<PersistenceId> ids = TestNats.freshIds("gap", 5);
     Map<PersistenceId, Long> last = writeInterleaved(ids, 12, false);
     PersistenceId holed = ids.get(2);
     deleteMessageHolding(holed, 5);
@@ -273,7 +273,7 @@ class NatsSharedScanTest {
     for (long seq = 0; seq < 10; seq++) {
       await(journal().append(TestNats.write(early, seq, 1)));
     }
-    List<PersistenceId> later = freshIds("early", 4);
+    List<PersistenceId> later = TestNats.freshIds("early", 4);
     writeInterleaved(later, 10, false);
     List<PersistenceId> ids = new ArrayList<>(later);
     ids.add(0, early);
@@ -320,7 +320,7 @@ class NatsSharedScanTest {
   @Test
   @DisplayName("stops the scan as soon as every member is done")
   void scanStopsWhenAllAreDone() throws Exception {
-    List<PersistenceId> ids = freshIds("stops", 6);
+    List<PersistenceId> ids = TestNats.freshIds("stops", 6);
     writeInterleaved(ids, 20, true); // 7 messages per round, 140 in the group's range
     long messages = journal().sharedScanMessages();
     Map<PersistenceId, Recorder> recorders = new LinkedHashMap<>();
@@ -349,7 +349,7 @@ class NatsSharedScanTest {
             names.config(TestNats.URL, CONFIG + "eventsourced.journal.nats.shared-scan { min-replays = 2, gather-window = 1s }\n"));
     try {
       NatsJournal journal = journal(kit);
-      List<PersistenceId> ids = freshIds("lone", 2);
+      List<PersistenceId> ids = TestNats.freshIds("lone", 2);
       Map<PersistenceId, Long> last = writeInterleaved(ids, 5, false);
       PersistenceId id = ids.get(0);
       Recorder warmUp = new Recorder();
@@ -386,7 +386,7 @@ class NatsSharedScanTest {
             "NatsSharedScanOff", names.config(TestNats.URL, CONFIG + "eventsourced.journal.nats.shared-scan.min-replays = off\n"));
     try {
       NatsJournal journal = journal(kit);
-      List<PersistenceId> ids = freshIds("off", 8);
+      List<PersistenceId> ids = TestNats.freshIds("off", 8);
       Map<PersistenceId, Long> last = writeInterleaved(ids, 5, false);
       Map<PersistenceId, Recorder> recorders = new LinkedHashMap<>();
       ids.forEach(i -> recorders.put(i, new Recorder()));
@@ -444,14 +444,6 @@ class NatsSharedScanTest {
           }
           return stages;
         });
-  }
-
-  private static List<PersistenceId> freshIds(String type, int count) {
-    List<PersistenceId> ids = new ArrayList<>();
-    for (int i = 0; i < count; i++) {
-      ids.add(PersistenceId.of(type, UUID.randomUUID() + (i % 2 == 0 ? "" : ".*> |/ü")));
-    }
-    return ids;
   }
 
   /**

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import io.eventsourced.PersistenceId;
 import io.nats.client.Connection;
 import io.nats.client.JetStreamApiException;
 import io.nats.client.Nats;
@@ -11,6 +12,8 @@ import io.nats.client.Options;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
@@ -81,6 +84,15 @@ final class TestNats {
     } finally {
       release.countDown();
     }
+  }
+
+  /** Unique entity ids of a type; every other one holds subject wildcards, spaces and non-ASCII. */
+  static List<PersistenceId> freshIds(String type, int count) {
+    List<PersistenceId> ids = new ArrayList<>();
+    for (int i = 0; i < count; i++) {
+      ids.add(PersistenceId.of(type, UUID.randomUUID() + (i % 2 == 0 ? "" : ".*> |/ü")));
+    }
+    return ids;
   }
 
   /** Unique stream, prefix and bucket names for one test class. */
