@@ -179,6 +179,8 @@ public final class NatsJournal implements Journal {
   private final AtomicLong rejoinedReplays = new AtomicLong();
   /** Rejected republishes confirmed from the stored first attempt; for tests in this package. */
   private final AtomicLong confirmedRepublishes = new AtomicLong();
+  /** Publishes whose outcome was uncertain (acknowledgement lost); for tests in this package. */
+  private final AtomicLong lostAcknowledgements = new AtomicLong();
   /** Whether a drain is gathering a group (see {@link #gather}); a lone replay then joins it. */
   private volatile boolean gathering;
   private final AtomicLong sharedScanMessages = new AtomicLong();
@@ -537,6 +539,7 @@ public final class NatsJournal implements Journal {
     positions.remove(id);
     boolean uncertain = isUncertain(cause);
     if (uncertain) {
+      lostAcknowledgements.incrementAndGet();
       shared.checkLiveness(dispatcher);
     }
     if (uncertain && attempt < settings.publishRetries() && !closed.get()) {
@@ -968,6 +971,11 @@ public final class NatsJournal implements Journal {
   /** Rejected republishes confirmed from the stored first attempt; for tests in this package. */
   long confirmedRepublishes() {
     return confirmedRepublishes.get();
+  }
+
+  /** Publishes whose acknowledgement was lost so far; for tests in this package. */
+  long lostAcknowledgements() {
+    return lostAcknowledgements.get();
   }
 
   /** Messages received by shared scans so far; for tests in this package. */

@@ -166,13 +166,14 @@ class NatsJournalFaultTest {
   @Test
   @DisplayName("republishes a write whose acknowledgement was lost, and the server stores it once")
   void republishAfterLostAck() throws Exception {
-    // Frozen for three request timeouts: the publish sits in the server's socket, its
-    // acknowledgement times out and the journal republishes the same message id (the liveness
-    // check may also force a reconnect meanwhile); the server deduplicates it.
+    // The publish sits in the frozen server's socket until its acknowledgement times out; the
+    // server stays frozen a second longer, so the republish of the same message id (after the
+    // 200 ms backoff) meets it frozen too (the liveness check may also force a reconnect
+    // meanwhile); the server deduplicates them.
     secondWriteWhileFrozen(
         "LOSTACK",
         "eventsourced.journal.nats.publish-retries = 20\n",
-        3000,
+        1000,
         null,
         (server, names, journal, id) -> {
           try (Connection nc = Nats.connect(Options.builder().server(server.url()).build())) {
@@ -186,16 +187,16 @@ class NatsJournalFaultTest {
   @Test
   @DisplayName("confirms a write whose republish comes after the duplicate window, when the first publish was stored")
   void republishAfterDuplicateWindow() throws Exception {
-    // The acknowledgement times out after 1-2 s (the client checks every request timeout); the
-    // server stores the publish when it resumes (2.5 s), and the republish follows only after
-    // the 3 s backoff, when the 500 ms duplicate window no longer knows the message id: the
-    // server rejects it as a stale expectation although the write is stored.
+    // The server resumes as soon as the acknowledgement has timed out and stores the publish;
+    // the republish follows only after the 3 s backoff, when the 500 ms duplicate window no
+    // longer knows the message id: the server rejects it as a stale expectation although the
+    // write is stored.
     secondWriteWhileFrozen(
         "LATEDUP",
         "eventsourced.journal.nats.publish-retries = 5\n"
             + "eventsourced.journal.nats.retry-backoff = 3s\n"
             + "eventsourced.journal.nats.stream.duplicate-window = 500ms\n",
-        2500,
+        0,
         null,
         (server, names, journal, id) -> {
           assertThat(((NatsJournal) journal).confirmedRepublishes()).as("republishes confirmed after the window").isEqualTo(1);
@@ -272,13 +273,13 @@ class NatsJournalFaultTest {
         "eventsourced.journal.nats.publish-retries = 5\n"
             + "eventsourced.journal.nats.retry-backoff = 3s\n"
             + "eventsourced.journal.nats.stream.duplicate-window = 500ms\n";
-    // As above; between the server storing the first attempt (2.5 s) and the republish (4-5 s),
-    // a second journal (another process) appends the entity's next event, so the stored write is
-    // no longer the entity's last message.
+    // As above; between the server storing the first attempt (on resuming) and the republish
+    // (3 s later), a second journal (another process) appends the entity's next event, so the
+    // stored write is no longer the entity's last message.
     secondWriteWhileFrozen(
         "LATEDUP2",
         config,
-        2500,
+        0,
         (server, names, journal, id) -> {
           Thread.sleep(300);
           ActorTestKit other = ActorTestKit.create("NatsOtherWriter", names.config(server.url(), FAST_FAILURE + config));
@@ -304,11 +305,13 @@ class NatsJournalFaultTest {
 
   /**
    * Stores a first write, freezes the server ({@code SIGSTOP}) while a second write is in flight,
-   * resumes it after {@code freezeMillis}, and checks that the second write was confirmed and is
-   * stored once, after the first.
+   * resumes it {@code frozenAfterLoss} milliseconds after the journal has seen the second write's
+   * acknowledgement time out (waiting for that, not for a fixed time, keeps the test independent
+   * of how loaded the machine is), and checks that the second write was confirmed and is stored
+   * once, after the first.
    */
   private static void secondWriteWhileFrozen(
-      String prefix, String config, long freezeMillis, AfterFreeze afterResume, AfterFreeze more) throws Exception {
+      String prefix, String config, long frozenAfterLoss, AfterFreeze afterResume, AfterFreeze more) throws Exception {
     try (NatsServerProcess server = NatsServerProcess.start()) {
       TestNats.Names names = TestNats.Names.fresh(prefix);
       ActorTestKit testKit = ActorTestKit.create("Nats" + prefix, names.config(server.url(), FAST_FAILURE + config));
@@ -318,7 +321,14 @@ class NatsJournalFaultTest {
         journal.append(write(id, 0, "first")).toCompletableFuture().get(10, TimeUnit.SECONDS);
         server.signal("STOP");
         var pending = journal.append(write(id, 1, "second")).toCompletableFuture();
-        Thread.sleep(freezeMillis);
+        NatsJournal nats = (NatsJournal) journal;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (nats.lostAcknowledgements() == 0 && System.nanoTime() < deadline) {
+          Thread.sleep(10);
+        }
+        assertThat(nats.lostAcknowledgements()).as("acknowledgements lost while the server is frozen").isPositive();
+        assertThat(pending).as("the second write, still unconfirmed while the server is frozen").isNotDone();
+        Thread.sleep(frozenAfterLoss);
         server.signal("CONT");
         if (afterResume != null) {
           afterResume.check(server, names, journal, id);

@@ -111,11 +111,43 @@ final class NatsServerProcess implements AutoCloseable {
 
   /**
    * Sends a signal to the process, e.g. STOP to freeze it (connections stay open, nothing is
-   * answered) and CONT to resume it.
+   * answered) and CONT to resume it. After STOP it returns only once every thread of the server
+   * has stopped: the kernel stops a process's threads one by one, and a thread that has not yet
+   * stopped can still answer a request sent right after {@code kill} returned.
    */
   void signal(String signal) throws IOException, InterruptedException {
     Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(process.pid())).start();
-    kill.waitFor(5, TimeUnit.SECONDS);
+    if (!kill.waitFor(5, TimeUnit.SECONDS) || kill.exitValue() != 0) {
+      throw new IllegalStateException("kill -" + signal + " " + process.pid() + " failed");
+    }
+    if (signal.equals("STOP")) {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+      while (!allThreadsStopped()) {
+        if (System.nanoTime() > deadline) {
+          throw new IllegalStateException("nats-server " + process.pid() + " did not stop within 5 s of SIGSTOP");
+        }
+        Thread.sleep(1);
+      }
+    }
+  }
+
+  private boolean allThreadsStopped() throws IOException {
+    try (Stream<Path> tasks = Files.list(Path.of("/proc", Long.toString(process.pid()), "task"))) {
+      for (Path task : tasks.toList()) {
+        String stat;
+        try {
+          stat = Files.readString(task.resolve("stat"));
+        } catch (IOException gone) {
+          continue; // the thread ended meanwhile
+        }
+        // The state follows the command name in parentheses, which may itself hold spaces.
+        char state = stat.charAt(stat.lastIndexOf(')') + 2);
+        if (state != 'T' && state != 't') {
+          return false;
+        }
+      }
+      return true;
+    }
   }
 
   @Override
