@@ -92,6 +92,32 @@ class PostgresGroupCommitTest {
     }
   }
 
+  /**
+   * Waits until one of the journal's backends waits on a row lock: its batch is then in flight,
+   * and whatever is appended next queues for a later batch. Polled rather than slept, so the
+   * tests mean the same on a loaded machine.
+   */
+  private static void awaitBatchWaitingOnLock() throws Exception {
+    try (Connection admin = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        PreparedStatement ps =
+            admin.prepareStatement(
+                "SELECT count(*) FROM pg_stat_activity"
+                    + " WHERE application_name = 'eventsourced' AND wait_event_type = 'Lock'")) {
+      long waiting = 0;
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (waiting == 0 && System.nanoTime() < deadline) {
+        try (var rs = ps.executeQuery()) {
+          rs.next();
+          waiting = rs.getLong(1);
+        }
+        if (waiting == 0) {
+          Thread.sleep(10);
+        }
+      }
+      assertThat(waiting).as("journal backends waiting on the blocker's row lock").isEqualTo(1);
+    }
+  }
+
   private static Throwable outcome(CompletableFuture<?> f) throws Exception {
     try {
       f.get(20, TimeUnit.SECONDS);
@@ -128,7 +154,7 @@ class PostgresGroupCommitTest {
       c.setAutoCommit(false);
       storeDirectly(c, blocker, 1);
       CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
-      Thread.sleep(300);
+      awaitBatchWaitingOnLock();
 
       List<CompletableFuture<?>> goodWrites = new ArrayList<>();
       for (PersistenceId id : good) {
@@ -189,7 +215,7 @@ class PostgresGroupCommitTest {
       c.setAutoCommit(false);
       storeDirectly(c, blocker, 1);
       CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
-      Thread.sleep(300);
+      awaitBatchWaitingOnLock();
       List<CompletableFuture<?>> goodWrites = new ArrayList<>();
       for (PersistenceId id : good) {
         goodWrites.add(journal().append(write(id, 0, 1)).toCompletableFuture());
@@ -304,7 +330,7 @@ class PostgresGroupCommitTest {
       c.setAutoCommit(false);
       storeDirectly(c, blocker, 1);
       CompletableFuture<?> blocked = journal.append(write(blocker, 0, 1)).toCompletableFuture();
-      Thread.sleep(300);
+      awaitBatchWaitingOnLock();
       CompletableFuture<?> staleWrite = journal.append(write(stale, 1, 1)).toCompletableFuture();
       CompletableFuture<?> currentWrite = journal.append(write(current, 3, 1)).toCompletableFuture();
       assertThat(blocked).isNotDone();
