@@ -196,6 +196,61 @@ class PostgresGroupCommitTest {
   }
 
   @Test
+  @DisplayName("keeps storing on the same writer while the entities of its last batch write again")
+  void writerStaysWhileEntitiesWriteAgain() throws Exception {
+    // Ten entities write twenty rounds; each writes again 2 ms after its acknowledgement, from
+    // another thread, so the queue is empty for a moment after every batch. The writer waits
+    // for them (max-batch-wait) instead of ending and leaving the next batch to a new task on
+    // another thread, with another connection.
+    String schema = PostgresTestSupport.freshSchema("group_commit_stay");
+    ActorTestKit kit =
+        PostgresTestSupport.testKit(
+            schema,
+            "eventsourced.postgres.max-in-flight-batches = 1\n"
+                + "eventsourced.postgres.max-batch-wait = 500ms\n");
+    try {
+      PostgresJournal journal = (PostgresJournal) Persistence.get(kit.system()).journal();
+      List<PersistenceId> ids = new ArrayList<>();
+      for (int i = 0; i < 10; i++) {
+        ids.add(freshId());
+      }
+      int rounds = 20;
+      java.util.concurrent.Executor later =
+          CompletableFuture.delayedExecutor(2, TimeUnit.MILLISECONDS);
+      List<CompletableFuture<Void>> done = new ArrayList<>();
+      for (PersistenceId id : ids) {
+        CompletableFuture<Void> finished = new CompletableFuture<>();
+        done.add(finished);
+        writeRounds(journal, id, 0, rounds, later, finished);
+      }
+      CompletableFuture.allOf(done.toArray(CompletableFuture[]::new)).get(60, TimeUnit.SECONDS);
+      for (PersistenceId id : ids) {
+        assertThat(stored(journal, id)).hasSize(rounds);
+      }
+      assertThat(journal.writer().startedWriters())
+          .as("writers started for %s rounds of batches (one per round if each batch's writer ended)", rounds)
+          .isLessThanOrEqualTo(3);
+    } finally {
+      kit.shutdownTestKit();
+      PostgresTestSupport.dropSchema(schema);
+    }
+  }
+
+  private static void writeRounds(
+      Journal journal, PersistenceId id, long expected, int rounds, java.util.concurrent.Executor later,
+      CompletableFuture<Void> finished) {
+    journal.append(write(id, expected, 1)).whenComplete((ok, error) -> {
+      if (error != null) {
+        finished.completeExceptionally(error);
+      } else if (expected + 1 == rounds) {
+        finished.complete(null);
+      } else {
+        later.execute(() -> writeRounds(journal, id, expected + 1, rounds, later, finished));
+      }
+    });
+  }
+
+  @Test
   @DisplayName("fails only the conflicting writes of a batch of one-event writes (stored in one round trip)")
   void conflictsInOneSingleEventBatch() throws Exception {
     PersistenceId blocker = freshId();
