@@ -14,7 +14,9 @@ import java.util.List;
 import java.util.Locale;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 import org.apache.pekko.actor.Cancellable;
@@ -33,6 +35,8 @@ public final class Main {
   private static final long INCREASE = 2;
 
   private static final long DECREASE = 1;
+  /** How long the write phase may go without a single completed command before it gives up. */
+  private static final Duration STALL = Duration.ofSeconds(60);
 
   private Main() {}
 
@@ -158,9 +162,12 @@ public final class Main {
       client.next();
       clients.add(client.done);
     }
-    CompletableFuture.allOf(clients.toArray(CompletableFuture[]::new)).join();
+    boolean finished = awaitProgress(CompletableFuture.allOf(clients.toArray(CompletableFuture[]::new)), persisted, STALL, out);
     double writeSeconds = (System.nanoTime() - writeStart) / 1e9;
     progress.cancel();
+    if (!finished) {
+      return new Result(settings.journal(), settings.entities(), settings.eventsPerEntity(), writeSeconds, Double.NaN, false);
+    }
     out.printf(Locale.ROOT, "counter: wrote %d events in %.3f s%n", persisted.sum(), writeSeconds);
 
     CompletableFuture.allOf(refs.stream().map(r -> r.stop().toCompletableFuture()).toArray(CompletableFuture[]::new)).join();
@@ -194,6 +201,46 @@ public final class Main {
     CompletableFuture.allOf(recovered.stream().map(r -> r.stop().toCompletableFuture()).toArray(CompletableFuture[]::new)).join();
     out.printf(Locale.ROOT, "counter: recovered %d entities in %.3f s, %d mismatches%n", ids.size(), recoverySeconds, mismatches.get());
     return new Result(settings.journal(), settings.entities(), settings.eventsPerEntity(), writeSeconds, recoverySeconds, mismatches.get() == 0);
+  }
+
+  /**
+   * Waits for the clients, and gives up with a report when no command has completed for {@code
+   * stall} ({@link #STALL} in the sample): every command either gets its reply or fails after the ask timeout (10 s by
+   * default), so a longer silence means the runtime stopped making progress. Seen once in about
+   * 150 in-memory runs on JDK 17.0.15 (every dispatcher thread idle, a client never answered);
+   * a report that names the threads' states, and a failed run, beat a run that never ends.
+   *
+   * @return true if every client finished
+   */
+  static boolean awaitProgress(CompletableFuture<Void> all, LongAdder persisted, Duration stall, PrintStream out) {
+    long seen = -1;
+    long lastChange = System.nanoTime();
+    while (true) {
+      try {
+        all.get(1, TimeUnit.SECONDS);
+        return true;
+      } catch (TimeoutException e) {
+        long now = persisted.sum();
+        if (now != seen) {
+          seen = now;
+          lastChange = System.nanoTime();
+        } else if (System.nanoTime() - lastChange > stall.toNanos()) {
+          out.printf(Locale.ROOT, "counter: no command completed for %d s (%d events persisted); giving up%n", stall.toSeconds(), now);
+          Thread.getAllStackTraces().forEach((thread, stack) -> {
+            if (thread.getName().contains("dispatcher") || thread.getName().contains("scheduler")) {
+              out.printf(Locale.ROOT, "counter:   thread %s %s at %s%n", thread.getName(), thread.getState(), stack.length > 0 ? stack[0] : "?");
+            }
+          });
+          return false;
+        }
+      } catch (ExecutionException e) {
+        // Clients complete normally; a failure here is a bug in the sample.
+        throw new IllegalStateException("a client failed", e.getCause());
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      }
+    }
   }
 
   /**
@@ -265,7 +312,14 @@ public final class Main {
       }
       persisted.increment();
       if (sent < total) {
-        next();
+        try {
+          next();
+        } catch (RuntimeException e) {
+          // whenComplete would swallow it and leave this client waiting forever.
+          mismatches.incrementAndGet();
+          out.printf(Locale.ROOT, "counter: [%s] cannot send command %d: %s%n", ref.persistenceId(), sent, e);
+          done.complete(null);
+        }
       } else {
         done.complete(null);
       }

@@ -12,6 +12,9 @@ import io.eventsourced.sample.counter.proto.Increased;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.LongAdder;
 import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
@@ -111,5 +114,44 @@ class CounterTest {
     assertThatThrownBy(
             () -> CounterSettings.fromConfig(ConfigFactory.parseString("counter.entities = 0").withFallback(ConfigFactory.load())))
         .hasMessageContaining("[counter.entities]");
+  }
+
+  @Test
+  @DisplayName("gives up with a report when no command completes for the stall time, instead of waiting forever")
+  void stalledWritePhaseEnds() {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    LongAdder persisted = new LongAdder();
+    persisted.add(7);
+    long start = System.nanoTime();
+    boolean finished =
+        Main.awaitProgress(new CompletableFuture<>(), persisted, Duration.ofSeconds(2),
+            new PrintStream(out, true, StandardCharsets.UTF_8));
+    assertThat(finished).isFalse();
+    assertThat(System.nanoTime() - start).as("gave up after the stall time, not at once").isGreaterThan(2_000_000_000L);
+    assertThat(out.toString(StandardCharsets.UTF_8)).contains("no command completed for 2 s (7 events persisted); giving up");
+  }
+
+  @Test
+  @DisplayName("keeps waiting while commands complete, however long the phase takes")
+  void progressingWritePhaseIsAwaited() throws Exception {
+    LongAdder persisted = new LongAdder();
+    CompletableFuture<Void> all = new CompletableFuture<>();
+    Thread clients = new Thread(() -> {
+      try {
+        for (int i = 0; i < 4; i++) {
+          Thread.sleep(900);
+          persisted.increment();
+        }
+        all.complete(null);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    });
+    clients.start();
+    // 3.6 s of work with progress at least every 0.9 s outlasts a 2 s stall limit.
+    boolean finished =
+        Main.awaitProgress(all, persisted, Duration.ofSeconds(2), new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8));
+    clients.join();
+    assertThat(finished).isTrue();
   }
 }
