@@ -179,7 +179,7 @@ public final class NatsJournal implements Journal {
   private final AtomicLong rejoinedReplays = new AtomicLong();
   /** Rejected republishes confirmed from the stored first attempt; for tests in this package. */
   private final AtomicLong confirmedRepublishes = new AtomicLong();
-  /** Publishes whose outcome was uncertain (acknowledgement lost); for tests in this package. */
+  /** Publishes with an unknown outcome (acknowledgement timed out or lost); for tests here. */
   private final AtomicLong lostAcknowledgements = new AtomicLong();
   /** Whether a drain is gathering a group (see {@link #gather}); a lone replay then joins it. */
   private volatile boolean gathering;
@@ -493,8 +493,7 @@ public final class NatsJournal implements Journal {
           return;
         }
       }
-      MessageInfo last = lastMessage(id);
-      actual = position(id, last);
+      actual = lookup(id);
     } catch (JournalException e) {
       if (republishedAfter >= 0) {
         // The first attempt may be stored; without the server's answer nobody can tell.
@@ -608,11 +607,7 @@ public final class NatsJournal implements Journal {
 
   /** Reads the entity's last message; blocking. Updates the cache. */
   private Position lookup(PersistenceId id) {
-    return position(id, lastMessage(id));
-  }
-
-  /** The position the entity's last message (null: none) gives; updates the cache. */
-  private Position position(PersistenceId id, MessageInfo last) {
+    MessageInfo last = lastMessage(id);
     if (last == null) {
       positions.remove(id);
       return new Position(0, 0);
