@@ -228,7 +228,10 @@ public final class Main {
           out.printf(Locale.ROOT, "counter: no command completed for %d s (%d events persisted); giving up%n", stall.toSeconds(), now);
           Thread.getAllStackTraces().forEach((thread, stack) -> {
             if (thread.getName().contains("dispatcher") || thread.getName().contains("scheduler")) {
-              out.printf(Locale.ROOT, "counter:   thread %s %s at %s%n", thread.getName(), thread.getState(), stack.length > 0 ? stack[0] : "?");
+              // A fork-join worker also shows its pool's counts: queued tasks with no active
+              // worker would point at the pool, none at a lost message.
+              String pool = thread instanceof java.util.concurrent.ForkJoinWorkerThread worker ? " in " + worker.getPool() : "";
+              out.printf(Locale.ROOT, "counter:   thread %s %s at %s%s%n", thread.getName(), thread.getState(), stack.length > 0 ? stack[0] : "?", pool);
             }
           });
           return false;
