@@ -155,17 +155,25 @@ public final class Main {
     Cancellable progress = progress(system, persisted, writeStart, out);
     List<EntityRef<Counter.Command, Long, Counter.Error>> refs = new ArrayList<>();
     List<CompletableFuture<Void>> clients = new ArrayList<>();
+    List<Client> drivers = new ArrayList<>();
     for (String id : ids) {
       EntityRef<Counter.Command, Long, Counter.Error> ref = Entity.spawn(system, counter, id);
       refs.add(ref);
       Client client = new Client(ref, settings.eventsPerEntity(), persisted, mismatches, out);
       client.next();
       clients.add(client.done);
+      drivers.add(client);
     }
     boolean finished = awaitProgress(CompletableFuture.allOf(clients.toArray(CompletableFuture[]::new)), persisted, STALL, out);
     double writeSeconds = (System.nanoTime() - writeStart) / 1e9;
     progress.cancel();
     if (!finished) {
+      for (Client client : drivers) {
+        if (!client.done.isDone()) {
+          out.printf(Locale.ROOT, "counter:   [%s] waits for the reply to command %d (its ask %s)%n",
+              client.ref.persistenceId(), client.sent, client.pending);
+        }
+      }
       return new Result(settings.journal(), settings.entities(), settings.eventsPerEntity(), writeSeconds, Double.NaN, false);
     }
     out.printf(Locale.ROOT, "counter: wrote %d events in %.3f s%n", persisted.sum(), writeSeconds);
@@ -288,6 +296,7 @@ public final class Main {
     private final PrintStream out;
     private final CompletableFuture<Void> done = new CompletableFuture<>();
     private int sent;
+    private volatile CompletableFuture<Reply<Long, Counter.Error>> pending;
     private long expected;
 
     Client(EntityRef<Counter.Command, Long, Counter.Error> ref, int total, LongAdder persisted, AtomicInteger mismatches, PrintStream out) {
@@ -303,27 +312,30 @@ public final class Main {
       Counter.Command command = increase ? new Counter.Increase(INCREASE) : new Counter.Decrease(DECREASE);
       expected += increase ? INCREASE : -DECREASE;
       sent++;
-      ref.ask(command).whenComplete(this::onReply);
+      CompletableFuture<Reply<Long, Counter.Error>> ask = ref.ask(command).toCompletableFuture();
+      pending = ask;
+      ask.whenComplete(this::onReply);
     }
 
     private void onReply(Reply<Long, Counter.Error> reply, Throwable error) {
-      if (error != null || !reply.isAccepted() || reply.acceptedValue() != expected) {
-        mismatches.incrementAndGet();
-        out.printf(Locale.ROOT, "counter: [%s] command %d: expected value %d, got %s%n", ref.persistenceId(), sent, expected, error != null ? error : reply);
-        done.complete(null);
-        return;
-      }
-      persisted.increment();
-      if (sent < total) {
-        try {
-          next();
-        } catch (RuntimeException e) {
-          // whenComplete would swallow it and leave this client waiting forever.
+      try {
+        if (error != null || !reply.isAccepted() || reply.acceptedValue() != expected) {
           mismatches.incrementAndGet();
-          out.printf(Locale.ROOT, "counter: [%s] cannot send command %d: %s%n", ref.persistenceId(), sent, e);
+          out.printf(Locale.ROOT, "counter: [%s] command %d: expected value %d, got %s%n", ref.persistenceId(), sent, expected, error != null ? error : reply);
+          done.complete(null);
+          return;
+        }
+        persisted.increment();
+        if (sent < total) {
+          next();
+        } else {
           done.complete(null);
         }
-      } else {
+      } catch (RuntimeException e) {
+        // whenComplete would swallow it and leave this client waiting forever.
+        mismatches.incrementAndGet();
+        out.printf(Locale.ROOT, "counter: [%s] command %d: reply %s, error %s: %s%n", ref.persistenceId(), sent, reply, error, e);
+        e.printStackTrace(out);
         done.complete(null);
       }
     }
