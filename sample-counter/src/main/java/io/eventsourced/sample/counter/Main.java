@@ -331,7 +331,7 @@ public final class Main {
         } else {
           done.complete(null);
         }
-      } catch (RuntimeException e) {
+      } catch (RuntimeException | Error e) {
         // whenComplete would swallow it and leave this client waiting forever.
         mismatches.incrementAndGet();
         out.printf(Locale.ROOT, "counter: [%s] command %d: reply %s, error %s: %s%n", ref.persistenceId(), sent, reply, error, e);
