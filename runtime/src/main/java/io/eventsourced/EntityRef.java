@@ -25,7 +25,11 @@ import scala.concurrent.ExecutionContextExecutor;
  * conflicted, the entity stopped, its stash overflowed, or no reply came within the timeout.
  * Continuations run on the actor system's dispatcher, never on the entity's own thread nor on
  * the JDK's common pool: the non-async ones on the dispatcher task that completes the stage, the
- * {@code *Async} ones without an executor argument on the dispatcher too.
+ * {@code *Async} ones without an executor argument on the dispatcher too. As with any {@link
+ * CompletableFuture}, a non-async continuation attached to a stage that has completed already
+ * runs at once on the attaching thread: a loop that sends its next command from such a
+ * continuation must not call itself, or fast replies nest it until the stack overflows (use an
+ * {@code *Async} continuation, or continue the loop on the attaching thread).
  *
  * @param <C> the command type
  * @param <R> the reply value type

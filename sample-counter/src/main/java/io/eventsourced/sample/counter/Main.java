@@ -5,6 +5,7 @@ import com.typesafe.config.ConfigFactory;
 import io.eventsourced.Entity;
 import io.eventsourced.EntityRef;
 import io.eventsourced.Persistence;
+import io.eventsourced.PersistenceId;
 import io.eventsourced.Reply;
 import io.eventsourced.journal.Journal;
 import java.io.PrintStream;
@@ -14,11 +15,13 @@ import java.util.List;
 import java.util.Locale;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Function;
 import org.apache.pekko.actor.Cancellable;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -159,8 +162,8 @@ public final class Main {
     for (String id : ids) {
       EntityRef<Counter.Command, Long, Counter.Error> ref = Entity.spawn(system, counter, id);
       refs.add(ref);
-      Client client = new Client(ref, settings.eventsPerEntity(), persisted, mismatches, out);
-      client.next();
+      Client client = new Client(ref.persistenceId(), ref::ask, settings.eventsPerEntity(), persisted, mismatches, out);
+      client.start();
       clients.add(client.done);
       drivers.add(client);
     }
@@ -170,8 +173,7 @@ public final class Main {
     if (!finished) {
       for (Client client : drivers) {
         if (!client.done.isDone()) {
-          out.printf(Locale.ROOT, "counter:   [%s] waits for the reply to command %d (its ask %s)%n",
-              client.ref.persistenceId(), client.sent, client.pending);
+          out.printf(Locale.ROOT, "counter:   [%s] waits for the reply to %s%n", client.id, client.waitingFor());
         }
       }
       return new Result(settings.journal(), settings.entities(), settings.eventsPerEntity(), writeSeconds, Double.NaN, false);
@@ -214,9 +216,10 @@ public final class Main {
   /**
    * Waits for the clients, and gives up with a report when no command has completed for {@code
    * stall} ({@link #STALL} in the sample): every command either gets its reply or fails after the ask timeout (10 s by
-   * default), so a longer silence means the runtime stopped making progress. Seen once in about
-   * 150 in-memory runs on JDK 17.0.15 (every dispatcher thread idle, a client never answered);
-   * a report that names the threads' states, and a failed run, beat a run that never ends.
+   * default), so a longer silence means a client or the runtime stopped making progress (it
+   * happened when a client's continuations overflowed the stack, see {@link Client}); a report
+   * that names the threads' states and the waiting clients, and a failed run, beat a run that
+   * never ends.
    *
    * @return true if every client finished
    */
@@ -287,57 +290,130 @@ public final class Main {
   /**
    * Drives one entity: one command in flight at a time, checking every reply. Continuations run
    * on the actor system's dispatcher because {@link EntityRef#ask} completes there.
+   *
+   * <p>A reply can arrive before the client has attached its continuation to the ask; the JDK
+   * then runs the continuation at once, on the attaching thread. Sending the next command from
+   * there would nest one call deeper per such reply, and a run of them overflowed the stack
+   * (inside Pekko's {@code tell}, about once in a hundred in-memory runs). So the thread that
+   * attached the continuation keeps the loop going itself instead: at any time exactly one
+   * thread drives a client, and its stack never grows with the number of commands.
    */
-  private static final class Client {
-    private final EntityRef<Counter.Command, Long, Counter.Error> ref;
+  static final class Client {
+    private static final int ATTACHING = 0;
+    private static final int ATTACHED = 1;
+    private static final int ANSWERED_WHILE_ATTACHING = 2;
+
+    private final PersistenceId id;
+    private final Function<Counter.Command, CompletionStage<Reply<Long, Counter.Error>>> send;
     private final int total;
     private final LongAdder persisted;
     private final AtomicInteger mismatches;
     private final PrintStream out;
-    private final CompletableFuture<Void> done = new CompletableFuture<>();
+    final CompletableFuture<Void> done = new CompletableFuture<>();
+    // Touched only by the thread driving the client; the ask's completion hands them over.
     private int sent;
-    private volatile CompletableFuture<Reply<Long, Counter.Error>> pending;
     private long expected;
+    private volatile CompletableFuture<Reply<Long, Counter.Error>> pending;
 
-    Client(EntityRef<Counter.Command, Long, Counter.Error> ref, int total, LongAdder persisted, AtomicInteger mismatches, PrintStream out) {
-      this.ref = ref;
+    Client(
+        PersistenceId id,
+        Function<Counter.Command, CompletionStage<Reply<Long, Counter.Error>>> send,
+        int total,
+        LongAdder persisted,
+        AtomicInteger mismatches,
+        PrintStream out) {
+      this.id = id;
+      this.send = send;
       this.total = total;
       this.persisted = persisted;
       this.mismatches = mismatches;
       this.out = out;
     }
 
-    void next() {
+    /** Sends commands until one is in flight, or the client is done. */
+    void start() {
+      drive();
+    }
+
+    /** The command the client waits for, and its ask; for the stall report. */
+    String waitingFor() {
+      return "command " + sent + " (its ask " + pending + ")";
+    }
+
+    private void drive() {
+      while (true) {
+        CompletableFuture<Reply<Long, Counter.Error>> ask;
+        try {
+          ask = sendNext();
+        } catch (RuntimeException | Error e) {
+          fail("sending failed", e);
+          return;
+        }
+        Attachment attachment = new Attachment();
+        ask.whenComplete(
+            (reply, error) -> {
+              attachment.reply = reply;
+              attachment.error = error;
+              if (!attachment.state.compareAndSet(ATTACHING, ANSWERED_WHILE_ATTACHING) && handle(reply, error)) {
+                // Answered later, on the thread that completed the ask: it takes over the loop.
+                drive();
+              }
+            });
+        if (attachment.state.compareAndSet(ATTACHING, ATTACHED)) {
+          return;
+        }
+        // Answered while attaching: handle the reply here, one loop turn instead of a nested call.
+        if (!handle(attachment.reply, attachment.error)) {
+          return;
+        }
+      }
+    }
+
+    private CompletableFuture<Reply<Long, Counter.Error>> sendNext() {
       boolean increase = sent % 2 == 0;
       Counter.Command command = increase ? new Counter.Increase(INCREASE) : new Counter.Decrease(DECREASE);
       expected += increase ? INCREASE : -DECREASE;
       sent++;
-      CompletableFuture<Reply<Long, Counter.Error>> ask = ref.ask(command).toCompletableFuture();
+      CompletableFuture<Reply<Long, Counter.Error>> ask = send.apply(command).toCompletableFuture();
       pending = ask;
-      ask.whenComplete(this::onReply);
+      return ask;
     }
 
-    private void onReply(Reply<Long, Counter.Error> reply, Throwable error) {
+    /** Checks a reply; returns whether to send the next command. */
+    private boolean handle(Reply<Long, Counter.Error> reply, Throwable error) {
       try {
         if (error != null || !reply.isAccepted() || reply.acceptedValue() != expected) {
           mismatches.incrementAndGet();
-          out.printf(Locale.ROOT, "counter: [%s] command %d: expected value %d, got %s%n", ref.persistenceId(), sent, expected, error != null ? error : reply);
+          out.printf(Locale.ROOT, "counter: [%s] command %d: expected value %d, got %s%n", id, sent, expected, error != null ? error : reply);
           done.complete(null);
-          return;
+          return false;
         }
         persisted.increment();
         if (sent < total) {
-          next();
-        } else {
-          done.complete(null);
+          return true;
         }
-      } catch (RuntimeException | Error e) {
-        // whenComplete would swallow it and leave this client waiting forever.
-        mismatches.incrementAndGet();
-        out.printf(Locale.ROOT, "counter: [%s] command %d: reply %s, error %s: %s%n", ref.persistenceId(), sent, reply, error, e);
-        e.printStackTrace(out);
         done.complete(null);
+        return false;
+      } catch (RuntimeException | Error e) {
+        fail("checking the reply " + reply + " failed", e);
+        return false;
       }
+    }
+
+    private void fail(String what, Throwable e) {
+      // Called from a continuation, which would swallow it and leave this client waiting forever.
+      mismatches.incrementAndGet();
+      out.printf(Locale.ROOT, "counter: [%s] command %d: %s: %s%n", id, sent, what, e);
+      e.printStackTrace(out);
+      done.complete(null);
+    }
+
+    /** Who handles the reply of one ask: the thread attaching the continuation, or the one completing it. */
+    private static final class Attachment {
+      final AtomicInteger state = new AtomicInteger(ATTACHING);
+      // Written before the state changes, read after: the atomic hands them over.
+      Reply<Long, Counter.Error> reply;
+      Throwable error;
     }
   }
 }

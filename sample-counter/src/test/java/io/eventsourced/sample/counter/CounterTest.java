@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import com.google.protobuf.Message;
 import com.typesafe.config.ConfigFactory;
 import io.eventsourced.Effect;
+import io.eventsourced.PersistenceId;
 import io.eventsourced.Reply;
 import io.eventsourced.sample.counter.proto.Decreased;
 import io.eventsourced.sample.counter.proto.Increased;
@@ -14,6 +15,13 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
 import java.util.concurrent.atomic.LongAdder;
 import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -153,5 +161,124 @@ class CounterTest {
         Main.awaitProgress(all, persisted, Duration.ofSeconds(2), new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8));
     clients.join();
     assertThat(finished).isTrue();
+  }
+
+  @Test
+  @DisplayName("drives an entity whose replies all arrive before the client attaches its continuation, without nesting calls")
+  void clientLoopsOnRepliesThatArriveFirst() throws Exception {
+    int commands = 200_000;
+    SimulatedCounter entity = new SimulatedCounter(command -> CompletableFuture.completedFuture(command));
+    ClientRun run = new ClientRun(entity, commands);
+    // Each reply is there before the continuation: a client that sent the next command from
+    // the continuation would nest 200 000 calls deep and overflow the stack.
+    run.client.start();
+    run.client.done.get(60, TimeUnit.SECONDS);
+    assertThat(run.output()).isEmpty();
+    assertThat(run.mismatches.get()).isZero();
+    assertThat(run.persisted.sum()).isEqualTo(commands);
+    assertThat(entity.value).isEqualTo(Main.expectedValue(commands));
+  }
+
+  @Test
+  @DisplayName("drives an entity whose replies arrive on other threads, early or late, from one thread at a time")
+  void clientHandlesRepliesFromOtherThreads() throws Exception {
+    int commands = 50_000;
+    ExecutorService replies = Executors.newFixedThreadPool(2);
+    try {
+      SimulatedCounter entity =
+          new SimulatedCounter(
+              command -> {
+                // Mixes every case: answered before the ask is returned, while the client
+                // attaches its continuation, and after.
+                if (ThreadLocalRandom.current().nextInt(3) == 0) {
+                  return CompletableFuture.completedFuture(command);
+                }
+                return CompletableFuture.supplyAsync(() -> command, replies);
+              });
+      ClientRun run = new ClientRun(entity, commands);
+      run.client.start();
+      run.client.done.get(60, TimeUnit.SECONDS);
+      assertThat(run.output()).isEmpty();
+      assertThat(entity.overlaps.get()).as("commands sent while another was in flight").isZero();
+      assertThat(run.persisted.sum()).isEqualTo(commands);
+      assertThat(entity.value).isEqualTo(Main.expectedValue(commands));
+    } finally {
+      replies.shutdownNow();
+    }
+  }
+
+  @Test
+  @DisplayName("stops a client at the first wrong reply and reports it")
+  void clientStopsAtAWrongReply() throws Exception {
+    ClientRun run =
+        new ClientRun(
+            new SimulatedCounter(command -> CompletableFuture.completedFuture(command)) {
+              @Override
+              long apply(Counter.Command command) {
+                long value = super.apply(command);
+                return sent == 3 ? value + 100 : value;
+              }
+            },
+            10);
+    run.client.start();
+    run.client.done.get(10, TimeUnit.SECONDS);
+    assertThat(run.mismatches.get()).isEqualTo(1);
+    assertThat(run.persisted.sum()).isEqualTo(2);
+    assertThat(run.output()).contains("command 3: expected value 3, got Accepted[value=103]");
+  }
+
+  /** A counter without actors: applies each command and answers through a chosen future. */
+  private static class SimulatedCounter {
+    final AtomicInteger overlaps = new AtomicInteger();
+    private final AtomicInteger inFlight = new AtomicInteger();
+    private final Function<Counter.Command, CompletableFuture<Counter.Command>> delivery;
+    volatile long value;
+    volatile int sent;
+
+    SimulatedCounter(Function<Counter.Command, CompletableFuture<Counter.Command>> delivery) {
+      this.delivery = delivery;
+    }
+
+    long apply(Counter.Command command) {
+      sent++;
+      return value +=
+          command instanceof Counter.Increase increase ? increase.n() : -((Counter.Decrease) command).n();
+    }
+
+    CompletionStage<Reply<Long, Counter.Error>> ask(Counter.Command command) {
+      if (inFlight.incrementAndGet() > 1) {
+        overlaps.incrementAndGet();
+      }
+      return delivery
+          .apply(command)
+          .thenApply(
+              c -> {
+                long value = apply(c);
+                inFlight.decrementAndGet();
+                return new Reply.Accepted<>(value);
+              });
+    }
+  }
+
+  private static final class ClientRun {
+    final LongAdder persisted = new LongAdder();
+    final AtomicInteger mismatches = new AtomicInteger();
+    final ByteArrayOutputStream out = new ByteArrayOutputStream();
+    final Main.Client client;
+
+    ClientRun(SimulatedCounter entity, int commands) {
+      client =
+          new Main.Client(
+              PersistenceId.of("counter", "simulated"),
+              entity::ask,
+              commands,
+              persisted,
+              mismatches,
+              new PrintStream(out, true, StandardCharsets.UTF_8));
+    }
+
+    String output() {
+      return out.toString(StandardCharsets.UTF_8);
+    }
   }
 }
