@@ -23,13 +23,14 @@ import scala.concurrent.ExecutionContextExecutor;
  * <p>The stage completes with {@link Reply.Accepted} or {@link Reply.Rejected} (the typed domain
  * error), and fails with an {@link EntityException} on a technical failure: the write failed or
  * conflicted, the entity stopped, its stash overflowed, or no reply came within the timeout.
- * Continuations run on the actor system's dispatcher, never on the entity's own thread nor on
- * the JDK's common pool: the non-async ones on the dispatcher task that completes the stage, the
- * {@code *Async} ones without an executor argument on the dispatcher too. As with any {@link
- * CompletableFuture}, a non-async continuation attached to a stage that has completed already
- * runs at once on the attaching thread: a loop that sends its next command from such a
- * continuation must not call itself, or fast replies nest it until the stack overflows (use an
- * {@code *Async} continuation, or continue the loop on the attaching thread).
+ * The stage is completed by a task on the actor system's dispatcher, never on the entity's own
+ * thread. A non-async continuation runs in that task if it was attached before the reply came,
+ * and otherwise at once on the thread that attaches it (as with any {@link CompletableFuture});
+ * the {@code *Async} ones without an executor argument run on the dispatcher, never on the JDK's
+ * common pool. So a loop that sends its next command from a non-async continuation must not
+ * simply call itself: replies that come before the continuation is attached nest it one call
+ * deeper each, until the stack overflows. Use {@code whenCompleteAsync}, or let the attaching
+ * thread go on with the loop when the reply is already there.
  *
  * @param <C> the command type
  * @param <R> the reply value type

@@ -19,6 +19,7 @@ import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Function;
@@ -288,21 +289,19 @@ public final class Main {
   }
 
   /**
-   * Drives one entity: one command in flight at a time, checking every reply. Continuations run
-   * on the actor system's dispatcher because {@link EntityRef#ask} completes there.
+   * Drives one entity: one command in flight at a time, checking every reply.
    *
    * <p>A reply can arrive before the client has attached its continuation to the ask; the JDK
    * then runs the continuation at once, on the attaching thread. Sending the next command from
    * there would nest one call deeper per such reply, and a run of them overflowed the stack
-   * (inside Pekko's {@code tell}, about once in a hundred in-memory runs). So the thread that
-   * attached the continuation keeps the loop going itself instead: at any time exactly one
-   * thread drives a client, and its stack never grows with the number of commands.
+   * (inside Pekko's {@code tell}, about once in a hundred in-memory runs). So of the two events,
+   * "the continuation is attached" and "the reply is there", whichever comes second handles the
+   * reply: the attaching thread in a loop, or the thread that completed the ask, which then
+   * takes over the loop. At most one thread drives a client at a time, and its stack does not
+   * grow with the number of commands. (A {@code whenCompleteAsync} continuation is the simpler
+   * way to the same end, at the cost of one more dispatcher task per command.)
    */
   static final class Client {
-    private static final int ATTACHING = 0;
-    private static final int ATTACHED = 1;
-    private static final int ANSWERED_WHILE_ATTACHING = 2;
-
     private final PersistenceId id;
     private final Function<Counter.Command, CompletionStage<Reply<Long, Counter.Error>>> send;
     private final int total;
@@ -310,7 +309,7 @@ public final class Main {
     private final AtomicInteger mismatches;
     private final PrintStream out;
     final CompletableFuture<Void> done = new CompletableFuture<>();
-    // Touched only by the thread driving the client; the ask's completion hands them over.
+    // Touched only by the thread driving the client; each ask's Handover passes them on.
     private int sent;
     private long expected;
     private volatile CompletableFuture<Reply<Long, Counter.Error>> pending;
@@ -337,7 +336,8 @@ public final class Main {
 
     /** The command the client waits for, and its ask; for the stall report. */
     String waitingFor() {
-      return "command " + sent + " (its ask " + pending + ")";
+      CompletableFuture<Reply<Long, Counter.Error>> ask = pending; // read first: written after sent
+      return "command " + sent + " (its ask " + ask + ")";
     }
 
     private void drive() {
@@ -349,21 +349,21 @@ public final class Main {
           fail("sending failed", e);
           return;
         }
-        Attachment attachment = new Attachment();
+        Handover handover = new Handover();
         ask.whenComplete(
             (reply, error) -> {
-              attachment.reply = reply;
-              attachment.error = error;
-              if (!attachment.state.compareAndSet(ATTACHING, ANSWERED_WHILE_ATTACHING) && handle(reply, error)) {
-                // Answered later, on the thread that completed the ask: it takes over the loop.
+              handover.reply = reply;
+              handover.error = error;
+              if (handover.second() && handle(reply, error)) {
+                // Attached earlier: this thread, which completed the ask, takes over the loop.
                 drive();
               }
             });
-        if (attachment.state.compareAndSet(ATTACHING, ATTACHED)) {
-          return;
+        if (!handover.second()) {
+          return; // the reply is handled when it comes
         }
-        // Answered while attaching: handle the reply here, one loop turn instead of a nested call.
-        if (!handle(attachment.reply, attachment.error)) {
+        // The reply came first: handle it here, one loop turn instead of a nested call.
+        if (!handle(handover.reply, handover.error)) {
           return;
         }
       }
@@ -401,19 +401,24 @@ public final class Main {
     }
 
     private void fail(String what, Throwable e) {
-      // Called from a continuation, which would swallow it and leave this client waiting forever.
+      // Reported here: thrown from a continuation, it would be swallowed and leave this client
+      // waiting forever.
       mismatches.incrementAndGet();
       out.printf(Locale.ROOT, "counter: [%s] command %d: %s: %s%n", id, sent, what, e);
       e.printStackTrace(out);
       done.complete(null);
     }
 
-    /** Who handles the reply of one ask: the thread attaching the continuation, or the one completing it. */
-    private static final class Attachment {
-      final AtomicInteger state = new AtomicInteger(ATTACHING);
-      // Written before the state changes, read after: the atomic hands them over.
+    /** Of attaching the continuation and receiving the reply, tells the second which it is. */
+    private static final class Handover {
+      private final AtomicBoolean oneArrived = new AtomicBoolean();
+      // Written before the reply's second(), read after the attacher's: the atomic passes them on.
       Reply<Long, Counter.Error> reply;
       Throwable error;
+
+      boolean second() {
+        return oneArrived.getAndSet(true);
+      }
     }
   }
 }
