@@ -10,6 +10,7 @@ import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
@@ -119,6 +120,49 @@ class EntityRefTest {
     }
     assertThat(await(plain)).contains("pekko.actor.default-dispatcher");
     assertThat(await(async)).contains("pekko.actor.default-dispatcher");
+  }
+
+  @Test
+  @DisplayName("runs a whenCompleteAsync continuation as a task of its own even when the reply is already there")
+  void asyncContinuationLoopKeepsAFlatStack() throws Exception {
+    var ref = spawn();
+    int commands = 2_000;
+    AtomicInteger deepest = new AtomicInteger();
+    CompletableFuture<Integer> done = new CompletableFuture<>();
+    askFrom(ref, 0, commands, deepest, done);
+    assertThat(done.get(60, TimeUnit.SECONDS)).isEqualTo(commands);
+    // Each step is its own dispatcher task: the stack is as deep at the last step as at the
+    // first. Run inline instead, the steps would nest, ten-odd frames deeper each.
+    assertThat(deepest.get()).as("deepest stack of a continuation").isLessThan(MAX_FLAT_DEPTH);
+  }
+
+  private static final int MAX_FLAT_DEPTH = 200;
+
+  /**
+   * The loop getting-started.md shows, made to attach every continuation to a completed ask
+   * (the case in which a non-async continuation would run at once, nested), and recording the
+   * stack depth of every continuation.
+   */
+  private static void askFrom(
+      EntityRef<Tally.Command, List<String>, Tally.Error> ref, int i, int total, AtomicInteger deepest, CompletableFuture<Integer> done) {
+    if (i == total) {
+      done.complete(i);
+      return;
+    }
+    CompletableFuture<Reply<List<String>, Tally.Error>> ask = ref.ask(new Tally.Get()).toCompletableFuture();
+    ask.join();
+    ask.whenCompleteAsync(
+        (reply, error) -> {
+          int depth = StackWalker.getInstance().walk(frames -> (int) frames.count());
+          deepest.accumulateAndGet(depth, Math::max);
+          if (error != null) {
+            done.completeExceptionally(error);
+          } else if (depth >= MAX_FLAT_DEPTH) {
+            done.completeExceptionally(new AssertionError("step " + i + " runs " + depth + " frames deep: the steps nest"));
+          } else {
+            askFrom(ref, i + 1, total, deepest, done);
+          }
+        });
   }
 
   @Test
