@@ -58,6 +58,13 @@ import org.slf4j.LoggerFactory;
  * have stored the batch. Either way every write of the batch fails with a {@link
  * JournalException}, and nothing is retried behind the caller's back, so a re-spawned entity sees
  * exactly what was committed.
+ *
+ * <p>A writer settles the outcome of each write of its batch while storing it, and then completes
+ * all of the batch's stages in one task on the {@code completions} executor (the actor system's
+ * dispatcher), not on its own thread: the callers' continuations (typically one message to each
+ * entity of the batch) then run where the entities run, and the writer goes on to its next batch
+ * at once. Completing 25 stages from the writer's thread was 25 hand-offs to the entities'
+ * dispatcher, each a possible thread wake-up; one task is one (see docs/benchmarks.md).
  */
 final class GroupCommit {
   private static final Logger log = LoggerFactory.getLogger(GroupCommit.class);
@@ -65,10 +72,51 @@ final class GroupCommit {
   /** Retries of a batch the server aborted as a deadlock or serialization failure. */
   private static final int MAX_RETRIES = 3;
 
-  private record Pending(AtomicWrite write, CompletableFuture<Done> promise) {}
+  /**
+   * A queued write. Its outcome is settled by the writer that stores it and delivered to the
+   * caller later, with the rest of its batch ({@link #deliver}); the first settlement wins.
+   */
+  private static final class Pending {
+    final AtomicWrite write;
+    final CompletableFuture<Done> promise = new CompletableFuture<>();
+    private boolean settled; // written and read by the writer; published by the delivery task
+    private Throwable failure;
+
+    Pending(AtomicWrite write) {
+      this.write = write;
+    }
+
+    void succeed() {
+      settled = true; // keeps an earlier failure
+    }
+
+    void fail(Throwable error) {
+      if (!settled) {
+        settled = true;
+        failure = error;
+      }
+    }
+
+    /** Completes the caller's stage with the settled outcome. */
+    void complete() {
+      if (!settled) {
+        // Every path of store() settles every write; if a bug skipped one, fail it, never strand it.
+        promise.completeExceptionally(
+            new JournalException(
+                "cannot confirm the append of events for [" + write.persistenceId()
+                    + "]: the journal lost track of the write, the events may or may not be stored",
+                write.persistenceId(), write.expectedSequenceNr() + 1, null));
+      } else if (failure == null) {
+        promise.complete(Done.getInstance());
+      } else {
+        promise.completeExceptionally(failure);
+      }
+    }
+  }
 
   private final DataSource dataSource;
   private final Executor executor;
+  private final Executor completions;
   private final Sql sql;
   private final int maxBatchSize;
   private final int maxInFlight;
@@ -87,6 +135,7 @@ final class GroupCommit {
   GroupCommit(
       DataSource dataSource,
       Executor executor,
+      Executor completions,
       Sql sql,
       int maxBatchSize,
       int maxInFlight,
@@ -96,13 +145,14 @@ final class GroupCommit {
     this.dataSource = dataSource;
     this.storedSequenceNrs = storedSequenceNrs;
     this.executor = executor;
+    this.completions = completions;
     this.sql = sql;
     this.maxBatchSize = maxBatchSize;
     this.maxInFlight = maxInFlight;
   }
 
   CompletionStage<Done> append(AtomicWrite write) {
-    Pending pending = new Pending(write, new CompletableFuture<>());
+    Pending pending = new Pending(write);
     String unstorable = unstorable(write);
     if (unstorable != null) {
       // Fails this write alone, before it could fail or corrupt a batch.
@@ -204,13 +254,14 @@ final class GroupCommit {
       try {
         store(batch);
       } catch (RuntimeException | Error e) {
-        // A bug must not strand callers: whatever is not completed yet fails.
+        // A bug must not strand callers: whatever is not settled yet fails.
         for (Pending p : batch) {
-          p.promise.completeExceptionally(
+          p.fail(
               new JournalException(
                   "cannot append events for [" + p.write.persistenceId() + "]: " + e,
                   p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
         }
+        deliver(batch);
         if (e instanceof Error error) {
           synchronized (this) {
             inFlight--;
@@ -377,10 +428,10 @@ final class GroupCommit {
       // No connection (pool timeout, server down) or closing it failed.
       fail(batch, e, false);
       for (Pending p : conflicts) {
-        p.promise.completeExceptionally(
-            new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), -1));
+        p.fail(new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), -1));
       }
     }
+    deliver(batch);
     if (log.isDebugEnabled()) {
       log.debug(
           "Stored a batch of {} writes ({} events, {} conflicts) in {} µs",
@@ -640,15 +691,14 @@ final class GroupCommit {
       log.debug(
           "Conflict for [{}]: expected sequenceNr [{}], found [{}]",
           p.write.persistenceId(), p.write.expectedSequenceNr(), actual);
-      p.promise.completeExceptionally(
-          new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), actual));
+      p.fail(new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), actual));
     }
   }
 
   private void succeed(List<Pending> writes) {
     for (Pending p : writes) {
       storedSequenceNrs.stored(p.write.persistenceId(), p.write.highestSequenceNr());
-      p.promise.complete(Done.getInstance());
+      p.succeed();
     }
   }
 
@@ -666,8 +716,25 @@ final class GroupCommit {
                   + "]: the commit failed, the events may or may not be stored: "
               : "cannot append events for [" + w.persistenceId() + "] from sequenceNr ["
                   + (w.expectedSequenceNr() + 1) + "]: ";
-      p.promise.completeExceptionally(
-          new JournalException(what + e.getMessage(), w.persistenceId(), w.expectedSequenceNr() + 1, e));
+      p.fail(new JournalException(what + e.getMessage(), w.persistenceId(), w.expectedSequenceNr() + 1, e));
+    }
+  }
+
+  /**
+   * Completes the stages of a stored batch with their settled outcomes, in one task on the
+   * completions executor; on the writer's thread if that executor no longer takes tasks (the
+   * actor system is shutting down), so that no caller is left waiting.
+   */
+  private void deliver(List<Pending> batch) {
+    Runnable completeAll = () -> {
+      for (Pending p : batch) {
+        p.complete();
+      }
+    };
+    try {
+      completions.execute(completeAll);
+    } catch (RejectedExecutionException e) {
+      completeAll.run();
     }
   }
 

@@ -84,6 +84,7 @@ public final class PostgresJournal implements Journal {
         new GroupCommit(
             pool.dataSource(),
             dispatcher,
+            context.system().executionContext(),
             sql,
             settings.maxBatchSize(),
             settings.maxInFlightBatches(),

@@ -13,6 +13,7 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -316,6 +317,41 @@ class PostgresGroupCommitTest {
       assertThat(errorA == null ^ errorB == null).as("exactly one wins: %s / %s", errorA, errorB).isTrue();
       assertThat(errorA == null ? errorB : errorA).isInstanceOf(ConcurrencyConflictException.class);
       assertThat(stored(other, id)).containsExactlyElementsOf(errorA == null ? List.of(1L, 2L, 3L) : List.of(1L, 2L));
+    }
+  }
+
+  @Test
+  @DisplayName("completes a batch's writes together on the actor system's dispatcher, not on the writer's thread")
+  void completesBatchOnSystemDispatcher() throws Exception {
+    // Writes queued behind a blocked batch form one batch (see conflictsInOneBatch). Their
+    // continuations (not async) run where the stages complete.
+    PersistenceId blocker = freshId();
+    List<PersistenceId> ids = List.of(freshId(), freshId(), freshId(), freshId(), freshId());
+    Map<PersistenceId, String> threads = new java.util.concurrent.ConcurrentHashMap<>();
+    Journal journal = journal(); // started, so its table exists
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+      c.setAutoCommit(false);
+      storeDirectly(c, blocker, 1);
+      CompletableFuture<?> blocked = journal.append(write(blocker, 0, 1)).toCompletableFuture();
+      awaitBatchWaitingOnLock();
+      List<CompletableFuture<?>> writes = new ArrayList<>();
+      for (PersistenceId id : ids) {
+        writes.add(
+            journal.append(write(id, 0, 1))
+                .whenComplete((ok, error) -> threads.put(id, Thread.currentThread().getName()))
+                .toCompletableFuture());
+      }
+      c.commit();
+      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      CompletableFuture.allOf(writes.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
+    }
+    assertThat(threads).hasSize(ids.size());
+    assertThat(threads.values())
+        .as("threads that completed the writes of one batch")
+        .allSatisfy(name -> assertThat(name).contains("pekko.actor.default-dispatcher"))
+        .containsOnly(threads.get(ids.get(0)));
+    for (PersistenceId id : ids) {
+      assertThat(stored(journal, id)).containsExactly(1L);
     }
   }
 
