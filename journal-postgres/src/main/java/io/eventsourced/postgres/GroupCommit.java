@@ -131,8 +131,6 @@ final class GroupCommit {
   private int waiting; // writers waiting for a fuller batch; guarded by this
   private final LongAdder copiedBatches = new LongAdder();
   private final LongAdder startedWriters = new LongAdder();
-  private final LongAdder copiesStartedAhead = new LongAdder();
-  private final LongAdder copiesCancelled = new LongAdder();
 
   GroupCommit(
       DataSource dataSource,
@@ -226,16 +224,6 @@ final class GroupCommit {
     return startedWriters.sum();
   }
 
-  /** How many COPYs were started ahead of their batch; for tests. */
-  long copiesStartedAhead() {
-    return copiesStartedAhead.sum();
-  }
-
-  /** How many COPYs started ahead were cancelled, unused; for tests. */
-  long copiesCancelled() {
-    return copiesCancelled.sum();
-  }
-
   /** Fails every queued write; writes already being stored finish normally. */
   void close() {
     List<Pending> orphans;
@@ -249,21 +237,8 @@ final class GroupCommit {
     }
   }
 
-  /** A COPY started on a pooled connection before its batch is known (see {@link #drainLoop}). */
-  private record StartedCopy(Connection connection, CopyIn copy) {}
-
-  /**
-   * A writer: takes batches until the queue is empty.
-   *
-   * <p>After a batch of several writes, its entities are about to write again. The writer then
-   * starts the next COPY right away, before it waits for their writes: the COPY's first round
-   * trip (the statement, and the server's answer that it awaits rows) overlaps their
-   * turn-around instead of following it, which is about a tenth of each batch's time in the
-   * counter sample (see docs/benchmarks.md). If the next batch cannot be copied, or none comes,
-   * the started COPY is cancelled, having stored nothing.
-   */
+  /** A writer: takes batches until the queue is empty. */
   private void drainLoop() {
-    StartedCopy started = null;
     while (true) {
       List<Pending> batch;
       synchronized (this) {
@@ -271,22 +246,13 @@ final class GroupCommit {
         batch = nextBatch();
         if (batch.isEmpty()) {
           inFlight--;
-        } else {
-          lastBatchWrites = batch.size();
-          storingWrites += batch.size();
+          return;
         }
-      }
-      if (batch.isEmpty()) {
-        abandon(started);
-        return;
+        lastBatchWrites = batch.size();
+        storingWrites += batch.size();
       }
       try {
-        StartedCopy forBatch = started;
-        started = null; // store() uses or cancels it
-        store(batch, forBatch);
-        if (batch.size() > 1 && maxWaitNanos > 0) {
-          started = startCopy();
-        }
+        store(batch);
       } catch (RuntimeException | Error e) {
         // A bug must not strand callers: whatever is not settled yet fails.
         for (Pending p : batch) {
@@ -387,73 +353,15 @@ final class GroupCommit {
     return all;
   }
 
-  /**
-   * Starts a COPY on a pooled connection, for a batch not yet taken; null if that fails, the
-   * batch then being stored the usual way.
-   */
-  private StartedCopy startCopy() {
-    Connection c = null;
-    try {
-      c = dataSource.getConnection();
-      c.setAutoCommit(true);
-      StartedCopy started = new StartedCopy(c, c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn));
-      copiesStartedAhead.increment();
-      return started;
-    } catch (SQLException e) {
-      log.debug("Cannot start a COPY ahead of its batch [{}]", e.getSQLState());
-      if (c != null) {
-        if (!reportedByServer(e)) {
-          evict(c);
-        }
-        closeQuietly(c);
-      }
-      return null;
-    }
-  }
-
-  /** Cancels a started COPY that no batch will use and returns its connection to the pool. */
-  private void abandon(StartedCopy started) {
-    if (started == null) {
-      return;
-    }
-    Connection c = started.connection();
-    copiesCancelled.increment();
-    try {
-      started.copy().cancelCopy();
-      c.setAutoCommit(false);
-    } catch (SQLException e) {
-      // Out of step with the server or broken: never reuse it. The COPY stored nothing.
-      log.debug("Cannot cancel a COPY started ahead of its batch [{}]", e.getSQLState());
-      evict(c);
-    }
-    closeQuietly(c);
-  }
-
-  private static void closeQuietly(Connection c) {
-    try {
-      c.close();
-    } catch (SQLException e) {
-      log.debug("Cannot return a connection to the pool [{}]", e.getSQLState());
-    }
-  }
-
-  /**
-   * Stores a batch and settles and delivers the outcome of each of its writes; {@code started},
-   * if not null, is a COPY started for it, used if the batch can be copied and cancelled if not.
-   */
-  private void store(List<Pending> batch, StartedCopy started) {
+  private void store(List<Pending> batch) {
     long start = System.nanoTime();
     List<Pending> todo = batch;
     List<Pending> conflicts = new ArrayList<>();
-    byte[] copy = copyData(batch);
-    if (started != null && copy == null) {
-      abandon(started);
-      started = null;
-    }
-    try (Connection c = started != null ? started.connection() : dataSource.getConnection()) {
+    try (Connection c = dataSource.getConnection()) {
       boolean fast = true;
+      byte[] copy = copyData(batch);
       if (copy != null) {
-        if (storeByCopy(c, batch, copy, started != null ? started.copy() : null)) {
+        if (storeByCopy(c, batch, copy)) {
           todo = List.of();
         } else {
           // A stale write: the plain insert would fail the same way.
@@ -537,17 +445,14 @@ final class GroupCommit {
    * nothing, if a row exists already (some write is stale): the caller then stores the batch in
    * a way that skips the stale writes. Otherwise every write of the batch is completed.
    */
-  private boolean storeByCopy(Connection c, List<Pending> batch, byte[] data, CopyIn started)
-      throws SQLException {
+  private boolean storeByCopy(Connection c, List<Pending> batch, byte[] data) throws SQLException {
     int retries = 0;
     c.setAutoCommit(true);
     try {
       while (true) {
         boolean ending = false;
         try {
-          CopyIn copy =
-              started != null ? started : c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
-          started = null; // a retry starts a new COPY
+          CopyIn copy = c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
           try {
             copy.writeToCopy(data, 0, data.length);
             ending = true;

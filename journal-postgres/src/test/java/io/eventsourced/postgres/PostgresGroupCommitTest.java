@@ -77,15 +77,9 @@ class PostgresGroupCommitTest {
 
   /** Stores events from..to of an entity directly, so the journal has not seen them. */
   private static void storeDirectly(Connection c, PersistenceId id, long from, long to) throws Exception {
-    storeDirectly(c, SCHEMA, id, from, to);
-  }
-
-  /** As {@link #storeDirectly(Connection, PersistenceId, long, long)}, into another schema. */
-  private static void storeDirectly(Connection c, String schema, PersistenceId id, long from, long to)
-      throws Exception {
     try (PreparedStatement ps =
         c.prepareStatement(
-            "INSERT INTO " + Sql.quote(schema) + ".event_journal"
+            "INSERT INTO " + Sql.quote(SCHEMA) + ".event_journal"
                 + " (type_name, entity_id, sequence_nr, serializer_id, manifest, payload)"
                 + " VALUES (?, ?, ?, 4, '', ?)")) {
       for (long seq = from; seq <= to; seq++) {
@@ -323,113 +317,6 @@ class PostgresGroupCommitTest {
       assertThat(errorA == null ^ errorB == null).as("exactly one wins: %s / %s", errorA, errorB).isTrue();
       assertThat(errorA == null ? errorB : errorA).isInstanceOf(ConcurrencyConflictException.class);
       assertThat(stored(other, id)).containsExactlyElementsOf(errorA == null ? List.of(1L, 2L, 3L) : List.of(1L, 2L));
-    }
-  }
-
-  @Test
-  @DisplayName("starts the next COPY while a batch's entities turn around, and cancels it unused when no batch or an uncopyable one comes")
-  void startsNextCopyAhead() throws Exception {
-    String schema = PostgresTestSupport.freshSchema("group_commit_ahead");
-    // One writer, which waits up to 1 s (the most allowed) for the entities of its last batch: long enough to see
-    // the COPY it started ahead.
-    ActorTestKit kit =
-        PostgresTestSupport.testKit(
-            schema,
-            "eventsourced.postgres.max-in-flight-batches = 1\n"
-                + "eventsourced.postgres.max-batch-wait = 1s\n");
-    try {
-      PostgresJournal journal = (PostgresJournal) Persistence.get(kit.system()).journal();
-      GroupCommit writer = journal.writer();
-      List<PersistenceId> ids = List.of(freshId(), freshId(), freshId(), freshId());
-      PersistenceId blocker = freshId();
-      try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
-        // The four writes queue behind a blocked batch of one and form the next batch.
-        c.setAutoCommit(false);
-        storeDirectly(c, schema, blocker, 1, 1);
-        CompletableFuture<?> blocked = journal.append(write(blocker, 0, 1)).toCompletableFuture();
-        awaitBatchWaitingOnLock();
-        List<CompletableFuture<?>> first = new ArrayList<>();
-        for (PersistenceId id : ids) {
-          first.add(journal.append(write(id, 0, 1)).toCompletableFuture());
-        }
-        c.commit();
-        assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
-        CompletableFuture.allOf(first.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
-      }
-      // A batch of four: the writer has started the next COPY and waits for their next writes.
-      assertThat(awaitCopies(schema, 1)).as("backends in a COPY started ahead").isEqualTo(1);
-      long copied = writer.copiedBatches();
-      long started = writer.copiesStartedAhead();
-      long cancelled = writer.copiesCancelled();
-      List<CompletableFuture<?>> second = new ArrayList<>();
-      for (PersistenceId id : ids) {
-        second.add(journal.append(write(id, 1, 1)).toCompletableFuture());
-      }
-      CompletableFuture.allOf(second.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
-      assertThat(writer.copiedBatches()).as("batches copied").isEqualTo(copied + 1);
-      assertThat(writer.copiesCancelled()).as("COPYs cancelled").isEqualTo(cancelled);
-      // The batch used the COPY started for it, and the writer started the next one.
-      assertThat(awaitCopies(schema, 1)).isEqualTo(1);
-      assertThat(writer.copiesStartedAhead()).as("COPYs started ahead").isEqualTo(started + 1);
-
-      // No more writes: after max-batch-wait the writer cancels the COPY it started and ends.
-      assertThat(awaitCopies(schema, 0)).as("backends in a COPY after the writer ended").isZero();
-      assertThat(writer.copiesCancelled()).isEqualTo(cancelled + 1);
-      for (PersistenceId id : ids) {
-        assertThat(stored(journal, id)).containsExactly(1L, 2L);
-      }
-
-      // A batch the journal cannot copy (two events stored behind its back need the gap check)
-      // after a COPY was started for it: the COPY is cancelled, the batch inserted.
-      PersistenceId unseen = freshId();
-      try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
-        c.setAutoCommit(true);
-        storeDirectly(c, schema, unseen, 1, 2);
-      }
-      List<CompletableFuture<?>> third = new ArrayList<>();
-      for (PersistenceId id : ids) {
-        third.add(journal.append(write(id, 2, 1)).toCompletableFuture());
-      }
-      CompletableFuture.allOf(third.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
-      assertThat(awaitCopies(schema, 1)).isEqualTo(1);
-      long cancelledBefore = writer.copiesCancelled();
-      List<CompletableFuture<?>> fourth = new ArrayList<>();
-      for (PersistenceId id : ids) {
-        fourth.add(journal.append(write(id, 3, 1)).toCompletableFuture());
-      }
-      fourth.add(journal.append(write(unseen, 2, 1)).toCompletableFuture());
-      CompletableFuture.allOf(fourth.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
-      assertThat(writer.copiesCancelled()).as("COPYs cancelled").isGreaterThan(cancelledBefore);
-      for (PersistenceId id : ids) {
-        assertThat(stored(journal, id)).containsExactly(1L, 2L, 3L, 4L);
-      }
-      assertThat(stored(journal, unseen)).containsExactly(1L, 2L, 3L);
-    } finally {
-      kit.shutdownTestKit();
-      PostgresTestSupport.dropSchema(schema);
-    }
-  }
-
-  /** Waits up to 10 s until {@code expected} backends run a COPY into the schema's journal. */
-  private static long awaitCopies(String schema, long expected) throws Exception {
-    try (Connection admin = PostgresTestSupport.connect(PostgresTestSupport.defaults());
-        PreparedStatement ps =
-            admin.prepareStatement(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                    + " AND query LIKE 'COPY ' || ? || '%'")) {
-      ps.setString(1, Sql.quote(schema));
-      long copies = -1;
-      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-      while (copies != expected && System.nanoTime() < deadline) {
-        try (var rs = ps.executeQuery()) {
-          rs.next();
-          copies = rs.getLong(1);
-        }
-        if (copies != expected) {
-          Thread.sleep(10);
-        }
-      }
-      return copies;
     }
   }
 
