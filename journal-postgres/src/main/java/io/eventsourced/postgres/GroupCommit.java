@@ -5,7 +5,6 @@ import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.ConcurrencyConflictException;
 import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
-import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -206,7 +205,7 @@ final class GroupCommit {
       return problem;
     }
     for (PersistentRepr e : write.events()) {
-      if (CopyEncoder.text(e.manifest()) == null) {
+      if (!CopyEncoder.storable(e.manifest())) {
         return "the manifest of the event at sequenceNr [" + e.sequenceNr()
             + "] contains a NUL character or a lone surrogate, which PostgreSQL text cannot hold";
       }
@@ -359,7 +358,7 @@ final class GroupCommit {
     List<Pending> conflicts = new ArrayList<>();
     try (Connection c = dataSource.getConnection()) {
       boolean fast = true;
-      byte[] copy = copyData(batch);
+      CopyEncoder copy = copyData(batch);
       if (copy != null) {
         if (storeByCopy(c, batch, copy)) {
           todo = List.of();
@@ -445,7 +444,7 @@ final class GroupCommit {
    * nothing, if a row exists already (some write is stale): the caller then stores the batch in
    * a way that skips the stale writes. Otherwise every write of the batch is completed.
    */
-  private boolean storeByCopy(Connection c, List<Pending> batch, byte[] data) throws SQLException {
+  private boolean storeByCopy(Connection c, List<Pending> batch, CopyEncoder data) throws SQLException {
     int retries = 0;
     c.setAutoCommit(true);
     try {
@@ -454,7 +453,7 @@ final class GroupCommit {
         try {
           CopyIn copy = c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
           try {
-            copy.writeToCopy(data, 0, data.length);
+            copy.writeToCopy(data.buffer(), 0, data.length());
             ending = true;
             copy.endCopy();
           } finally {
@@ -523,20 +522,29 @@ final class GroupCommit {
    * write needs the gap check (its expected sequenceNr is not known to be stored). Its text was
    * checked on {@link #append}.
    */
-  private byte[] copyData(List<Pending> batch) {
-    CopyEncoder out = new CopyEncoder();
+  private CopyEncoder copyData(List<Pending> batch) {
+    int capacity = CopyEncoder.frameSize();
     for (Pending p : batch) {
       AtomicWrite w = p.write;
       if (!storedSequenceNrs.isStored(w.persistenceId(), w.expectedSequenceNr())) {
         return null;
       }
-      byte[] type = w.persistenceId().typeName().getBytes(StandardCharsets.UTF_8);
-      byte[] id = w.persistenceId().entityId().getBytes(StandardCharsets.UTF_8);
       for (PersistentRepr e : w.events()) {
-        out.row(type, id, e.sequenceNr(), e.serializerId(), e.manifest().getBytes(StandardCharsets.UTF_8), e.payload());
+        capacity += CopyEncoder.rowSize(
+            w.persistenceId().typeName().length(), w.persistenceId().entityId().length(),
+            e.manifest().length(), e.payload().length);
       }
     }
-    return out.finish();
+    CopyEncoder out = new CopyEncoder(capacity);
+    for (Pending p : batch) {
+      AtomicWrite w = p.write;
+      for (PersistentRepr e : w.events()) {
+        out.row(w.persistenceId().typeName(), w.persistenceId().entityId(), e.sequenceNr(),
+            e.serializerId(), e.manifest(), e.payload());
+      }
+    }
+    out.finish();
+    return out;
   }
 
   /**
