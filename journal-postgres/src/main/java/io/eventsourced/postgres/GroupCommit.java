@@ -309,17 +309,19 @@ final class GroupCommit {
   }
 
   private List<Pending> nextBatch() {
-    List<Pending> batch = new ArrayList<>();
     if (closed) {
-      return batch;
+      return new ArrayList<>();
     }
-    Set<PersistenceId> entities = new HashSet<>();
-    ArrayDeque<Pending> later = null;
-    int events = 0;
     // This writer's share of the writes waiting or being stored: with a few writers in flight,
     // the writes split evenly between them, so one batch is stored while the entities of the
     // other prepare their next writes (W1: two batches of 25 rather than one of 50).
     int share = Math.max(1, (queue.size() + storingWrites + maxInFlight - 1) / maxInFlight);
+    // Sized for the batch: this runs under the lock every append takes.
+    int expected = Math.min(share, queue.size());
+    List<Pending> batch = new ArrayList<>(expected);
+    Set<PersistenceId> entities = new HashSet<>(expected * 4 / 3 + 1);
+    ArrayDeque<Pending> later = null;
+    int events = 0;
     while (!queue.isEmpty() && batch.size() < share) {
       Pending next = queue.peekFirst();
       int size = next.write.events().size();
