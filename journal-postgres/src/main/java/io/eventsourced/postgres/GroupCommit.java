@@ -250,6 +250,7 @@ final class GroupCommit {
         lastBatchWrites = batch.size();
         storingWrites += batch.size();
       }
+      Error fatal = null;
       try {
         store(batch);
       } catch (RuntimeException | Error e) {
@@ -260,17 +261,21 @@ final class GroupCommit {
                   "cannot append events for [" + p.write.persistenceId() + "]: " + e,
                   p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
         }
-        deliver(batch);
         if (e instanceof Error error) {
-          synchronized (this) {
-            inFlight--;
-            storingWrites -= batch.size();
-          }
-          throw error;
+          fatal = error;
         }
       }
+      // The only delivery of the batch: every outcome is settled by now, and nothing touches the
+      // batch's writes after they are handed to the delivery task.
+      deliver(batch);
       synchronized (this) {
         storingWrites -= batch.size();
+        if (fatal != null) {
+          inFlight--;
+        }
+      }
+      if (fatal != null) {
+        throw fatal;
       }
     }
   }
@@ -432,7 +437,6 @@ final class GroupCommit {
         p.fail(new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), -1));
       }
     }
-    deliver(batch);
     if (log.isDebugEnabled()) {
       log.debug(
           "Stored a batch of {} writes ({} events, {} conflicts) in {} µs",
