@@ -44,7 +44,9 @@ import org.slf4j.LoggerFactory;
  * <p>Each batch is first stored the fastest way that fails as a whole if any write is stale: a
  * binary COPY ({@link Sql#copyIn}) when no write needs the gap check, else a plain insert ({@link
  * Sql#appendFast}). Only after a unique violation is it stored with the slower statement that
- * skips stale writes ({@link Sql#appendBatch}).
+ * skips stale writes ({@link Sql#appendBatch}). After an error one row can cause (an id too long
+ * for the index, say), which stored nothing, each write of the batch is stored alone, so that
+ * only the write at fault fails.
  *
  * <p>Per entity the contracts still hold: a write lands only if its expected sequence number is
  * the stored highest (see {@link Sql#appendBatch}); a write whose rows did not all land is a
@@ -70,6 +72,19 @@ final class GroupCommit {
 
   /** Retries of a batch the server aborted as a deadlock or serialization failure. */
   private static final int MAX_RETRIES = 3;
+
+  /**
+   * A batch takes no further write once it holds this many bytes, so that large events are not
+   * encoded into one huge buffer: memory stays bounded and a COPY stays far below PostgreSQL's
+   * message limit. A single larger write is a batch of its own.
+   */
+  static final long MAX_BATCH_BYTES = 8L << 20;
+
+  /**
+   * The largest write: a write travels in one protocol message (a COPY's data or a statement's
+   * arrays), and PostgreSQL takes at most 1 GB in one message. Leaves room for the framing.
+   */
+  static final long MAX_WRITE_BYTES = (1L << 30) - (1L << 20);
 
   /**
    * A queued write. Its outcome is settled by the writer that stores it and delivered to the
@@ -178,31 +193,42 @@ final class GroupCommit {
       }
     }
     if (startWriter) {
-      try {
-        executor.execute(this::drainLoop);
-        startedWriters.increment();
-      } catch (RejectedExecutionException e) {
-        // The dispatcher is shutting down: nobody will write what is queued.
-        List<Pending> orphans;
-        synchronized (this) {
-          inFlight--;
-          orphans = inFlight == 0 ? takeAll() : List.of();
-        }
-        for (Pending p : orphans) {
-          p.promise.completeExceptionally(
-              new JournalException(
-                  "cannot append events for [" + p.write.persistenceId() + "]: the journal's dispatcher rejected the write",
-                  p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
-        }
-      }
+      startWriter();
     }
     return pending.promise;
+  }
+
+  /** Starts a writer counted in {@code inFlight} already. */
+  private void startWriter() {
+    try {
+      executor.execute(this::drainLoop);
+      startedWriters.increment();
+    } catch (RejectedExecutionException e) {
+      // The dispatcher is shutting down: nobody will write what is queued.
+      List<Pending> orphans;
+      synchronized (this) {
+        inFlight--;
+        idleIfDone();
+        orphans = inFlight == 0 ? takeAll() : List.of();
+      }
+      for (Pending p : orphans) {
+        p.promise.completeExceptionally(
+            new JournalException(
+                "cannot append events for [" + p.write.persistenceId() + "]: the journal's dispatcher rejected the write",
+                p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
+      }
+    }
   }
 
   private static String unstorable(AtomicWrite write) {
     String problem = CopyEncoder.unstorable(write.persistenceId());
     if (problem != null) {
       return problem;
+    }
+    long size = bytes(write);
+    if (size > MAX_WRITE_BYTES) {
+      return "its " + write.events().size() + " events take " + size + " bytes, more than the "
+          + MAX_WRITE_BYTES + " that fit in one message to PostgreSQL (1 GB at most)";
     }
     for (PersistentRepr e : write.events()) {
       if (!CopyEncoder.storable(e.manifest())) {
@@ -223,7 +249,10 @@ final class GroupCommit {
     return startedWriters.sum();
   }
 
-  /** Fails every queued write; writes already being stored finish normally. */
+  /**
+   * Fails every queued write and lets no writer take another batch; the batches being stored
+   * go on (see {@link #awaitIdle}).
+   */
   void close() {
     List<Pending> orphans;
     synchronized (this) {
@@ -236,6 +265,38 @@ final class GroupCommit {
     }
   }
 
+  /**
+   * After {@link #close}, waits up to {@code timeout} for the batches being stored to finish, so
+   * that closing the pool does not cut them off in the middle of a commit.
+   *
+   * @return whether every writer had finished
+   */
+  boolean awaitIdle(Duration timeout) {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    synchronized (this) {
+      try {
+        while (inFlight > 0) {
+          long left = deadline - System.nanoTime();
+          if (left <= 0) {
+            return false;
+          }
+          wait(left / 1_000_000, (int) (left % 1_000_000));
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      }
+      return true;
+    }
+  }
+
+  /** Wakes {@link #awaitIdle} once the last writer has ended; called under the lock. */
+  private void idleIfDone() {
+    if (inFlight == 0 && closed) {
+      notifyAll();
+    }
+  }
+
   /** A writer: takes batches until the queue is empty. */
   private void drainLoop() {
     while (true) {
@@ -245,6 +306,7 @@ final class GroupCommit {
         batch = nextBatch();
         if (batch.isEmpty()) {
           inFlight--;
+          idleIfDone();
           return;
         }
         lastBatchWrites = batch.size();
@@ -268,13 +330,23 @@ final class GroupCommit {
       // The only delivery of the batch: every outcome is settled by now, and nothing touches the
       // batch's writes after they are handed to the delivery task.
       deliver(batch);
+      boolean replace = false;
       synchronized (this) {
         storingWrites -= batch.size();
         if (fatal != null) {
-          inFlight--;
+          // This writer ends with the error; a new one takes what is queued, which would
+          // otherwise wait for the next append, and its entities send none while they wait.
+          replace = !closed && !queue.isEmpty();
+          if (!replace) {
+            inFlight--;
+            idleIfDone();
+          }
         }
       }
       if (fatal != null) {
+        if (replace) {
+          startWriter();
+        }
         throw fatal;
       }
     }
@@ -327,16 +399,19 @@ final class GroupCommit {
     Set<PersistenceId> entities = new HashSet<>(expected * 4 / 3 + 1);
     ArrayDeque<Pending> later = null;
     int events = 0;
+    long bytes = 0;
     while (!queue.isEmpty() && batch.size() < share) {
       Pending next = queue.peekFirst();
       int size = next.write.events().size();
-      if (!batch.isEmpty() && events + size > maxBatchSize) {
+      long writeBytes = bytes(next.write);
+      if (!batch.isEmpty() && (events + size > maxBatchSize || bytes + writeBytes > MAX_BATCH_BYTES)) {
         break;
       }
       queue.pollFirst();
       if (entities.add(next.write.persistenceId())) {
         batch.add(next);
         events += size;
+        bytes += writeBytes;
       } else {
         if (later == null) {
           later = new ArrayDeque<>();
@@ -363,11 +438,12 @@ final class GroupCommit {
     long start = System.nanoTime();
     List<Pending> todo = batch;
     List<Pending> conflicts = new ArrayList<>();
+    List<Pending> isolate = new ArrayList<>();
     try (Connection c = dataSource.getConnection()) {
       boolean fast = true;
       CopyEncoder copy = copyData(batch);
       if (copy != null) {
-        if (storeByCopy(c, batch, copy)) {
+        if (storeByCopy(c, batch, copy, isolate)) {
           todo = List.of();
         } else {
           // A stale write: the plain insert would fail the same way.
@@ -375,7 +451,7 @@ final class GroupCommit {
         }
       }
       if (fast && !todo.isEmpty() && singleEvents(todo)) {
-        storeSingleEvents(c, todo, conflicts);
+        storeSingleEvents(c, todo, conflicts, isolate);
         todo = List.of();
       }
       int retries = 0;
@@ -423,7 +499,11 @@ final class GroupCommit {
             log.debug("Retrying a batch of {} writes after [{}]", todo.size(), e.getSQLState());
             continue;
           }
-          fail(todo, e, committing);
+          if (committing) {
+            fail(todo, e, true);
+          } else {
+            failOrIsolate(todo, e, isolate);
+          }
           break;
         }
       }
@@ -442,15 +522,49 @@ final class GroupCommit {
           "Stored a batch of {} writes ({} events, {} conflicts) in {} µs",
           batch.size(), events(batch), conflicts.size(), (System.nanoTime() - start) / 1000);
     }
+    if (!isolate.isEmpty()) {
+      log.debug("Storing {} writes one by one to find the row the server refused", isolate.size());
+      for (Pending p : isolate) {
+        store(List.of(p)); // a batch of one is never isolated again
+      }
+    }
+  }
+
+  /**
+   * Fails the writes with an error that stored nothing, unless it is an error one row can cause
+   * in a batch of several writes: then they are set aside, to be stored one by one, so that one
+   * entity's bad row (an id too long for the primary key's index, say) fails its own write only.
+   */
+  private static void failOrIsolate(List<Pending> writes, SQLException e, List<Pending> isolate) {
+    if (writes.size() > 1 && isRowError(e)) {
+      isolate.addAll(writes);
+    } else {
+      fail(writes, e, false);
+    }
+  }
+
+  /**
+   * An error the server reported for a statement, of a class that one row can cause: data
+   * exception (22), integrity constraint violation (23; a duplicate key, 23505, is handled before
+   * as a conflict) or program limit exceeded (54, e.g. an index row too large). Errors of other
+   * classes (a missing table, missing rights, a full disk, a read-only server) would fail every
+   * write alone as well, so they fail the batch at once.
+   */
+  private static boolean isRowError(SQLException e) {
+    String state = e.getSQLState();
+    return reportedByServer(e) && !endsSession(e) && state != null
+        && (state.startsWith("22") || state.startsWith("23") || state.startsWith("54"));
   }
 
   /**
    * The common case: a batch whose writes need no gap check, stored with one COPY in autocommit
    * mode (one statement, so all of it or nothing is stored). Returns false, having stored
    * nothing, if a row exists already (some write is stale): the caller then stores the batch in
-   * a way that skips the stale writes. Otherwise every write of the batch is completed.
+   * a way that skips the stale writes. Otherwise every write of the batch is settled, or set
+   * aside in {@code isolate} to be stored alone (see {@link #failOrIsolate}).
    */
-  private boolean storeByCopy(Connection c, List<Pending> batch, CopyEncoder data) throws SQLException {
+  private boolean storeByCopy(Connection c, List<Pending> batch, CopyEncoder data, List<Pending> isolate)
+      throws SQLException {
     int retries = 0;
     c.setAutoCommit(true);
     try {
@@ -486,7 +600,7 @@ final class GroupCommit {
             continue;
           }
           // The server reported the error: nothing of the COPY was committed.
-          fail(batch, e, false);
+          failOrIsolate(batch, e, isolate);
           return true;
         }
       }
@@ -559,7 +673,8 @@ final class GroupCommit {
    * part, and a batch holds one write per entity, so a write whose row did not land is a
    * conflict and nothing needs undoing.
    */
-  private void storeSingleEvents(Connection c, List<Pending> batch, List<Pending> conflicts)
+  private void storeSingleEvents(
+      Connection c, List<Pending> batch, List<Pending> conflicts, List<Pending> isolate)
       throws SQLException {
     int retries = 0;
     boolean fast = true;
@@ -586,7 +701,11 @@ final class GroupCommit {
           }
           // The server reports an error before it commits; a broken connection leaves the
           // outcome unknown.
-          fail(batch, e, isConnectionError(e));
+          if (isConnectionError(e)) {
+            fail(batch, e, true);
+          } else {
+            failOrIsolate(batch, e, isolate);
+          }
           return;
         }
       }
@@ -750,6 +869,16 @@ final class GroupCommit {
     } catch (RejectedExecutionException e) {
       completeAll.run();
     }
+  }
+
+  /** About the bytes a write takes on the wire: its events' payloads, manifests and keys. */
+  private static long bytes(AtomicWrite write) {
+    long keys = write.persistenceId().typeName().length() + write.persistenceId().entityId().length();
+    long n = 0;
+    for (PersistentRepr e : write.events()) {
+      n += e.payload().length + e.manifest().length() + keys + 48;
+    }
+    return n;
   }
 
   private static int events(List<Pending> writes) {

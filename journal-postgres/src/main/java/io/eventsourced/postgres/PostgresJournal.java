@@ -286,11 +286,20 @@ public final class PostgresJournal implements Journal {
     }
   }
 
-  /** Fails queued writes and releases the connection pool; idempotent. */
+  /**
+   * Fails queued writes, waits up to {@code close-timeout} for the batches being stored, and
+   * releases the connection pool; idempotent.
+   */
   @Override
   public void close() {
     if (closed.compareAndSet(false, true)) {
       writer.close();
+      if (!writer.awaitIdle(settings.closeTimeout())) {
+        log.warn(
+            "Closing the PostgreSQL journal on table [{}] after close-timeout [{}] with batches still"
+                + " being stored; their writes fail as may or may not be stored",
+            sql.journal, settings.closeTimeout());
+      }
       pool.release();
       log.info("Stopped PostgreSQL journal on table [{}]", sql.journal);
     }

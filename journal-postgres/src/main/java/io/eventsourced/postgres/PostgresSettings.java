@@ -31,6 +31,8 @@ import java.util.regex.Pattern;
  * @param connectionTimeout longest wait for a connection from the pool, and for connecting
  * @param socketTimeout longest wait for the server's answer on an open connection, zero for none
  * @param maxLifetime longest life of a pooled connection before it is replaced
+ * @param closeTimeout longest the journal's close waits for the batches being stored, zero for
+ *     not at all
  * @param maxBatchSize most events in one group-commit batch (one transaction)
  * @param maxInFlightBatches most group-commit batches written at the same time
  * @param maxBatchWait longest a batch waits to fill up to the size of the previous one, zero for
@@ -52,6 +54,7 @@ public record PostgresSettings(
     Duration connectionTimeout,
     Duration socketTimeout,
     Duration maxLifetime,
+    Duration closeTimeout,
     int maxBatchSize,
     int maxInFlightBatches,
     Duration maxBatchWait,
@@ -90,6 +93,7 @@ public record PostgresSettings(
    * @param connectionTimeout as in the record header
    * @param socketTimeout as in the record header
    * @param maxLifetime as in the record header
+   * @param closeTimeout as in the record header
    * @param maxBatchSize as in the record header
    * @param maxInFlightBatches as in the record header
    * @param maxBatchWait as in the record header
@@ -103,6 +107,7 @@ public record PostgresSettings(
     Objects.requireNonNull(connectionTimeout, "connectionTimeout");
     Objects.requireNonNull(socketTimeout, "socketTimeout");
     Objects.requireNonNull(maxLifetime, "maxLifetime");
+    Objects.requireNonNull(closeTimeout, "closeTimeout");
     Objects.requireNonNull(maxBatchWait, "maxBatchWait");
     if (password != null && password.isEmpty()) {
       password = null;
@@ -127,6 +132,8 @@ public record PostgresSettings(
     check(socketTimeout.isZero() || socketTimeout.toMillis() >= 1000,
         "socket-timeout", () -> "must be 0s (no timeout) or at least 1s");
     check(maxLifetime.toMillis() >= 30_000, "max-lifetime", () -> "must be at least 30s");
+    check(!closeTimeout.isNegative() && closeTimeout.toMillis() <= 60_000,
+        "close-timeout", () -> "must be between 0s and 60s");
     check(maxBatchSize >= 1, "max-batch-size", () -> "must be at least 1");
     check(maxInFlightBatches >= 1 && maxInFlightBatches <= poolSize,
         "max-in-flight-batches", () -> "must be between 1 and pool-size [" + poolSize + "]");
@@ -161,6 +168,7 @@ public record PostgresSettings(
           read(config, path, "connection-timeout", () -> config.getDuration("connection-timeout")),
           read(config, path, "socket-timeout", () -> config.getDuration("socket-timeout")),
           read(config, path, "max-lifetime", () -> config.getDuration("max-lifetime")),
+          read(config, path, "close-timeout", () -> config.getDuration("close-timeout")),
           read(config, path, "max-batch-size", () -> config.getInt("max-batch-size")),
           read(config, path, "max-in-flight-batches", () -> config.getInt("max-in-flight-batches")),
           read(config, path, "max-batch-wait", () -> config.getDuration("max-batch-wait")),
@@ -208,6 +216,8 @@ public record PostgresSettings(
         + socketTimeout
         + ", maxLifetime="
         + maxLifetime
+        + ", closeTimeout="
+        + closeTimeout
         + ", maxBatchSize="
         + maxBatchSize
         + ", maxInFlightBatches="

@@ -87,6 +87,15 @@ public final class PostgresSnapshotStore implements SnapshotStore {
   @Override
   public CompletionStage<Done> save(SnapshotRecord snapshot) {
     PersistenceId id = snapshot.persistenceId();
+    if (!CopyEncoder.storable(snapshot.manifest())) {
+      // pgjdbc would store a lone surrogate as '?', and the snapshot would not load as saved.
+      return CompletableFuture.failedStage(
+          new JournalException(
+              "cannot save the snapshot of [" + id + "] at sequenceNr [" + snapshot.sequenceNr()
+                  + "]: its manifest contains a NUL character or a lone surrogate, which PostgreSQL"
+                  + " text cannot hold; nothing was stored",
+              id, snapshot.sequenceNr(), null));
+    }
     return run("save the snapshot of", id, snapshot.sequenceNr(), c -> {
       try (PreparedStatement ps = c.prepareStatement(sql.snapshotUpsert)) {
         ps.setString(1, id.typeName());

@@ -7,17 +7,27 @@ import io.eventsourced.PersistenceId;
 import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.ConcurrencyConflictException;
 import io.eventsourced.journal.Journal;
+import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Proxy;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
+import java.sql.SQLException;
+import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.List;
 import java.util.Map;
+import java.util.Random;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import javax.sql.DataSource;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -216,7 +226,7 @@ class PostgresGroupCommitTest {
         ids.add(freshId());
       }
       int rounds = 20;
-      java.util.concurrent.Executor later =
+      Executor later =
           CompletableFuture.delayedExecutor(2, TimeUnit.MILLISECONDS);
       List<CompletableFuture<Void>> done = new ArrayList<>();
       for (PersistenceId id : ids) {
@@ -238,7 +248,7 @@ class PostgresGroupCommitTest {
   }
 
   private static void writeRounds(
-      Journal journal, PersistenceId id, long expected, int rounds, java.util.concurrent.Executor later,
+      Journal journal, PersistenceId id, long expected, int rounds, Executor later,
       CompletableFuture<Void> finished) {
     journal.append(write(id, expected, 1)).whenComplete((ok, error) -> {
       if (error != null) {
@@ -387,7 +397,7 @@ class PostgresGroupCommitTest {
     String type = "copy-" + UUID.randomUUID();
     // Non-ASCII ids and manifests (incl. a surrogate pair), an empty and a large payload.
     byte[] large = new byte[300_000];
-    new java.util.Random(7).nextBytes(large);
+    new Random(7).nextBytes(large);
     List<PersistenceId> ids = List.of(
         PersistenceId.of(type, "plain"), PersistenceId.of(type, "ünïcödé 😀 id"), PersistenceId.of(type, "tab\tand\nnewline"));
     List<CompletableFuture<?>> writes = new ArrayList<>();
@@ -449,19 +459,19 @@ class PostgresGroupCommitTest {
         new AtomicWrite(fine, 0, List.of(new PersistentRepr(fine, 1, 4, "m\uDC00", new byte[] {1})));
     CompletableFuture<?> manifestWrite = journal().append(badManifest).toCompletableFuture();
     CompletableFuture<?> fineWrite = journal().append(write(fine, 0, 1)).toCompletableFuture();
-    assertThat(outcome(surrogateWrite)).isInstanceOf(io.eventsourced.journal.JournalException.class)
+    assertThat(outcome(surrogateWrite)).isInstanceOf(JournalException.class)
         .hasMessageContaining("lone surrogate").hasMessageContaining("nothing was stored");
-    assertThat(outcome(nulWrite)).isInstanceOf(io.eventsourced.journal.JournalException.class)
+    assertThat(outcome(nulWrite)).isInstanceOf(JournalException.class)
         .hasMessageContaining("NUL");
-    assertThat(outcome(manifestWrite)).isInstanceOf(io.eventsourced.journal.JournalException.class)
+    assertThat(outcome(manifestWrite)).isInstanceOf(JournalException.class)
         .hasMessageContaining("manifest of the event at sequenceNr [1]");
     assertThat(outcome(fineWrite)).isNull();
     assertThat(stored(journal(), fine)).containsExactly(1L);
     assertThat(stored(journal(), lookalike)).isEmpty();
     assertThat(outcome(journal().highestSequenceNr(loneSurrogate).toCompletableFuture()))
-        .isInstanceOf(io.eventsourced.journal.JournalException.class);
+        .isInstanceOf(JournalException.class);
     assertThat(outcome(journal().replay(loneSurrogate, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> {}).toCompletableFuture()))
-        .isInstanceOf(io.eventsourced.journal.JournalException.class);
+        .isInstanceOf(JournalException.class);
   }
 
   @Test
@@ -512,12 +522,291 @@ class PostgresGroupCommitTest {
       }
       assertThat(terminated).as("journal backends waiting on the lock").isEqualTo(1);
       Throwable error = outcome(blocked);
-      assertThat(error).isInstanceOf(io.eventsourced.journal.JournalException.class)
+      assertThat(error).isInstanceOf(JournalException.class)
           .isNotInstanceOf(ConcurrencyConflictException.class)
           .hasMessageContaining("may or may not be stored");
       c.rollback();
     }
     assertThat(outcome(journal().append(write(after, 0, 2)).toCompletableFuture())).isNull();
     assertThat(stored(journal(), after)).containsExactly(1L, 2L);
+  }
+
+  /** An id too long for an entry of the primary key's index: PostgreSQL refuses its rows (54000). */
+  private static PersistenceId tooLongForTheIndex() {
+    byte[] random = new byte[6000];
+    new Random().nextBytes(random);
+    return PersistenceId.of("batch", Base64.getEncoder().encodeToString(random));
+  }
+
+  @Test
+  @DisplayName("fails only the write whose row the server refuses (an id too long for the index) when the batch is copied")
+  void refusedRowFailsAloneInACopy() throws Exception {
+    long copiedBefore = ((PostgresJournal) journal()).writer().copiedBatches();
+    refusedRowFailsAlone(2, false);
+    assertThat(((PostgresJournal) journal()).writer().copiedBatches()).as("batches stored by COPY").isGreaterThan(copiedBefore);
+  }
+
+  @Test
+  @DisplayName("fails only the write whose row the server refuses in a batch of one-event writes")
+  void refusedRowFailsAloneInSingleEventInsert() throws Exception {
+    refusedRowFailsAlone(1, true);
+  }
+
+  @Test
+  @DisplayName("fails only the write whose row the server refuses in a batch stored in a transaction")
+  void refusedRowFailsAloneInTransaction() throws Exception {
+    refusedRowFailsAlone(2, true);
+  }
+
+  /**
+   * One batch of good writes and a write PostgreSQL refuses. With {@code gapCheck}, one write's
+   * history was stored behind the journal's back, so the batch cannot be copied and takes the
+   * insert (autocommit for one-event writes, a transaction otherwise).
+   */
+  private void refusedRowFailsAlone(int events, boolean gapCheck) throws Exception {
+    PersistenceId blocker = freshId();
+    PersistenceId bad = tooLongForTheIndex();
+    PersistenceId unseen = freshId();
+    List<PersistenceId> good = new ArrayList<>();
+    for (int i = 0; i < 5; i++) {
+      good.add(freshId());
+    }
+    startJournal();
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+      if (gapCheck) {
+        storeDirectly(c, unseen, 2);
+      }
+      c.setAutoCommit(false);
+      storeDirectly(c, blocker, 1);
+      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
+      awaitBatchWaitingOnLock();
+      List<CompletableFuture<?>> goodWrites = new ArrayList<>();
+      for (PersistenceId id : good) {
+        goodWrites.add(journal().append(write(id, 0, events)).toCompletableFuture());
+      }
+      CompletableFuture<?> badWrite = journal().append(write(bad, 0, events)).toCompletableFuture();
+      CompletableFuture<?> unseenWrite =
+          gapCheck ? journal().append(write(unseen, 2, events)).toCompletableFuture() : null;
+      assertThat(blocked).isNotDone();
+      c.commit();
+      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      Throwable refused = outcome(badWrite);
+      assertThat(refused).isInstanceOf(JournalException.class)
+          .hasMessageContaining("cannot append events for [" + bad + "] from sequenceNr [1]");
+      assertThat(refused.getCause()).isInstanceOf(SQLException.class);
+      assertThat(((SQLException) refused.getCause()).getSQLState()).isEqualTo("54000");
+      for (CompletableFuture<?> f : goodWrites) {
+        assertThat(outcome(f)).isNull();
+      }
+      if (gapCheck) {
+        assertThat(outcome(unseenWrite)).isNull();
+        assertThat(stored(journal(), unseen)).hasSize(2 + events);
+      }
+    }
+    for (PersistenceId id : good) {
+      assertThat(stored(journal(), id)).hasSize(events);
+    }
+    assertThat(stored(journal(), bad)).isEmpty();
+  }
+
+  @Test
+  @DisplayName("stores large events in several batches of at most 8 MB")
+  void largeEventsSplitIntoSeveralBatches() throws Exception {
+    String type = "large-" + UUID.randomUUID();
+    byte[] payload = new byte[1 << 20];
+    PersistenceId blocker = freshId();
+    List<PersistenceId> ids = new ArrayList<>();
+    startJournal();
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+      c.setAutoCommit(false);
+      storeDirectly(c, blocker, 1);
+      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
+      awaitBatchWaitingOnLock();
+      // 12 MB queued behind the blocked batch: one batch without the byte limit.
+      List<CompletableFuture<?>> writes = new ArrayList<>();
+      for (int i = 0; i < 12; i++) {
+        PersistenceId id = PersistenceId.of(type, "e" + i);
+        ids.add(id);
+        writes.add(journal().append(new AtomicWrite(id, 0, List.of(new PersistentRepr(id, 1, 4, "", payload))))
+            .toCompletableFuture());
+      }
+      c.commit();
+      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      for (CompletableFuture<?> f : writes) {
+        assertThat(outcome(f)).isNull();
+      }
+    }
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        PreparedStatement ps =
+            c.prepareStatement(
+                "SELECT count(*), count(DISTINCT xmin::text), min(length(payload)) FROM " + Sql.quote(SCHEMA)
+                    + ".event_journal WHERE type_name = ?")) {
+      ps.setString(1, type);
+      try (var rs = ps.executeQuery()) {
+        rs.next();
+        assertThat(rs.getLong(1)).isEqualTo(12);
+        assertThat(rs.getLong(2)).as("transactions that stored 12 MB").isGreaterThanOrEqualTo(2);
+        assertThat(rs.getLong(3)).isEqualTo(1 << 20);
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("refuses a write larger than one message to PostgreSQL can carry, alone and naming the limit")
+  void refusesWriteOverOneGigabyte() throws Exception {
+    PersistenceId id = freshId();
+    byte[] megabyte = new byte[1 << 20];
+    List<PersistentRepr> events = new ArrayList<>();
+    for (int i = 1; i <= 1030; i++) {
+      events.add(new PersistentRepr(id, i, 4, "", megabyte)); // one array, 1030 MB on the wire
+    }
+    Throwable refused = outcome(journal().append(new AtomicWrite(id, 0, events)).toCompletableFuture());
+    assertThat(refused).isInstanceOf(JournalException.class)
+        .hasMessageContaining("cannot append events for [" + id + "] from sequenceNr [1]")
+        .hasMessageContaining("1 GB");
+    assertThat(stored(journal(), id)).isEmpty();
+    assertThat(outcome(journal().append(write(id, 0, 1)).toCompletableFuture())).isNull();
+  }
+
+  @Test
+  @DisplayName("after an Error in one batch, a new writer stores the writes queued behind it")
+  void errorInOneBatchStrandsNoQueuedWrite() throws Exception {
+    PostgresJournal journal = (PostgresJournal) journal();
+    DataSource real = journal.pool().dataSource();
+    AtomicBoolean fail = new AtomicBoolean(true);
+    DataSource failingOnce =
+        (DataSource) Proxy.newProxyInstance(
+            getClass().getClassLoader(), new Class<?>[] {DataSource.class},
+            (proxy, method, args) -> {
+              if (method.getName().equals("getConnection") && fail.getAndSet(false)) {
+                throw new AssertionError("simulated");
+              }
+              try {
+                return method.invoke(real, args);
+              } catch (InvocationTargetException e) {
+                throw e.getCause();
+              }
+            });
+    // Writers run on threads of their own, started only once all three writes are queued.
+    List<Runnable> held = new ArrayList<>();
+    AtomicBoolean open = new AtomicBoolean();
+    Executor gated = task -> {
+      synchronized (held) {
+        if (!open.get()) {
+          held.add(task);
+          return;
+        }
+      }
+      startQuietly(task);
+    };
+    GroupCommit writer = new GroupCommit(failingOnce, gated, Runnable::run, new Sql(journal.settings()),
+        1, 1, Duration.ZERO, new StoredSequenceNrs(100));
+    PersistenceId a = freshId();
+    PersistenceId b = freshId();
+    PersistenceId c = freshId();
+    CompletableFuture<?> first = writer.append(write(a, 0, 1)).toCompletableFuture();
+    CompletableFuture<?> second = writer.append(write(b, 0, 1)).toCompletableFuture();
+    CompletableFuture<?> third = writer.append(write(c, 0, 1)).toCompletableFuture();
+    List<Runnable> start;
+    synchronized (held) {
+      start = new ArrayList<>(held);
+      open.set(true);
+    }
+    assertThat(start).as("writers started before the gate opened").hasSize(1);
+    startQuietly(start.get(0));
+    assertThat(outcome(first)).isInstanceOf(JournalException.class)
+        .hasRootCauseInstanceOf(AssertionError.class);
+    assertThat(outcome(second)).isNull();
+    assertThat(outcome(third)).isNull();
+    assertThat(writer.startedWriters()).isEqualTo(2);
+    assertThat(stored(journal, a)).isEmpty();
+    assertThat(stored(journal, b)).containsExactly(1L);
+    assertThat(stored(journal, c)).containsExactly(1L);
+    writer.close();
+  }
+
+  @Test
+  @DisplayName("on close, waits for the batch being stored to commit before it closes the pool")
+  void closeWaitsForTheBatchBeingStored() throws Exception {
+    closeWhileABatchIsStored("20s", true);
+  }
+
+  @Test
+  @DisplayName("on close, waits at most close-timeout, and the write being stored still gets its outcome")
+  void closeWaitsAtMostCloseTimeout() throws Exception {
+    closeWhileABatchIsStored("200ms", false);
+  }
+
+  /**
+   * Closes a journal of its own while its batch waits for a table lock that the test holds, and
+   * releases the lock before ({@code releaseFirst}) or after close returns.
+   */
+  private void closeWhileABatchIsStored(String closeTimeout, boolean releaseFirst) throws Exception {
+    ActorTestKit kit =
+        PostgresTestSupport.testKit(SCHEMA, "eventsourced.postgres.close-timeout = " + closeTimeout);
+    try {
+      Journal journal = Persistence.get(kit.system()).journal();
+      PersistenceId id = freshId();
+      assertThat(outcome(journal.append(write(id, 0, 1)).toCompletableFuture())).isNull();
+      CompletableFuture<?> write;
+      CompletableFuture<Void> closing;
+      try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+        c.setAutoCommit(false);
+        try (var st = c.createStatement()) {
+          st.execute("LOCK TABLE " + Sql.quote(SCHEMA) + ".event_journal IN SHARE MODE");
+        }
+        write = journal.append(write(id, 1, 1)).toCompletableFuture();
+        awaitBatchWaitingOnLock();
+        closing = CompletableFuture.runAsync(journal::close);
+        if (releaseFirst) {
+          Thread.sleep(300);
+          assertThat(closing).as("close, while the batch waits for the lock").isNotDone();
+          assertThat(write).isNotDone();
+        } else {
+          closing.get(10, TimeUnit.SECONDS); // returns although the batch is still waiting
+        }
+        c.commit();
+      }
+      closing.get(20, TimeUnit.SECONDS);
+      Throwable outcome = outcome(write);
+      long rows;
+      try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+          PreparedStatement ps = c.prepareStatement(
+              "SELECT count(*) FROM " + Sql.quote(SCHEMA) + ".event_journal WHERE type_name = ? AND entity_id = ?")) {
+        ps.setString(1, id.typeName());
+        ps.setString(2, id.entityId());
+        try (var rs = ps.executeQuery()) {
+          rs.next();
+          rows = rs.getLong(1);
+        }
+      }
+      if (releaseFirst) {
+        assertThat(outcome).as("the write stored before the pool closed").isNull();
+        assertThat(rows).isEqualTo(2);
+      } else if (outcome == null) {
+        // The pool is shared with the snapshot store, which still holds it: the batch finished.
+        assertThat(rows).isEqualTo(2);
+      } else {
+        assertThat(outcome).isInstanceOf(JournalException.class);
+        assertThat(rows).isBetween(1L, 2L);
+      }
+      assertThat(outcome(journal.append(write(id, 2, 1)).toCompletableFuture()))
+          .isInstanceOf(JournalException.class)
+          .hasMessageContaining("closed");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  /** Starts the plugin, which creates the tables, before a test stores rows behind its back. */
+  private static void startJournal() throws Exception {
+    journal().highestSequenceNr(freshId()).toCompletableFuture().get(10, TimeUnit.SECONDS);
+  }
+
+  /** Runs a writer on a thread of its own; the Error the test injects ends that thread quietly. */
+  private static void startQuietly(Runnable writer) {
+    Thread t = new Thread(writer, "test-writer");
+    t.setUncaughtExceptionHandler((thread, error) -> { });
+    t.start();
   }
 }

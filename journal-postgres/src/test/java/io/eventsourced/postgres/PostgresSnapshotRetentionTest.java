@@ -1,9 +1,11 @@
 package io.eventsourced.postgres;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.eventsourced.Persistence;
 import io.eventsourced.PersistenceId;
+import io.eventsourced.journal.JournalException;
 import io.eventsourced.snapshot.SnapshotRecord;
 import io.eventsourced.snapshot.SnapshotStore;
 import java.sql.Connection;
@@ -19,7 +21,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
-@DisplayName("The PostgreSQL snapshot store with snapshot-keep-last = 2")
+@DisplayName("The PostgreSQL snapshot store (snapshot-keep-last = 2)")
 class PostgresSnapshotRetentionTest {
   private static final String SCHEMA = PostgresTestSupport.freshSchema("retention");
   private static ActorTestKit testKit;
@@ -52,6 +54,25 @@ class PostgresSnapshotRetentionTest {
     assertThat(sequenceNrs(b)).containsExactly(5L);
     assertThat(store.loadLatest(a, 35).toCompletableFuture().get(10, TimeUnit.SECONDS).map(SnapshotRecord::sequenceNr))
         .contains(30L);
+  }
+
+  @Test
+  @DisplayName("refuses a snapshot whose manifest PostgreSQL text cannot hold, instead of storing it changed")
+  void refusesUnstorableManifest() throws Exception {
+    SnapshotStore store = Persistence.get(testKit.system()).snapshotStore();
+    PersistenceId id = PersistenceId.of("retained", UUID.randomUUID().toString());
+    for (String manifest : new String[] {"com.example.State\uD800", "nul\u0000byte"}) {
+      assertThatThrownBy(() ->
+              store.save(new SnapshotRecord(id, 7, 4, manifest, new byte[] {7})).toCompletableFuture().get(10, TimeUnit.SECONDS))
+          .hasCauseInstanceOf(JournalException.class)
+          .hasMessageContaining("cannot save the snapshot of [" + id + "] at sequenceNr [7]")
+          .hasMessageContaining("nothing was stored");
+    }
+    assertThat(sequenceNrs(id)).isEmpty();
+    // A manifest with a surrogate pair is stored unchanged.
+    store.save(new SnapshotRecord(id, 8, 4, "state-😀", new byte[] {8})).toCompletableFuture().get(10, TimeUnit.SECONDS);
+    assertThat(store.loadLatest(id, Long.MAX_VALUE).toCompletableFuture().get(10, TimeUnit.SECONDS).map(SnapshotRecord::manifest))
+        .contains("state-😀");
   }
 
   private static List<Long> sequenceNrs(PersistenceId id) throws Exception {

@@ -55,6 +55,7 @@ class PostgresStartupTest {
     assertThat(s.orderingIndex()).isFalse();
     assertThat(s.maxBatchSize()).isEqualTo(1000);
     assertThat(s.connectionTimeout()).isEqualTo(Duration.ofSeconds(5));
+    assertThat(s.closeTimeout()).isEqualTo(Duration.ofSeconds(3));
     assertThat(reference.getString("eventsourced.journal.postgres.class")).isEqualTo(PostgresJournal.class.getName());
     assertThat(reference.getString("eventsourced.snapshot-store.postgres.class")).isEqualTo(PostgresSnapshotStore.class.getName());
     assertThat(reference.getInt("eventsourced.postgres.dispatcher.thread-pool-executor.fixed-pool-size")).isEqualTo(s.poolSize());
@@ -110,6 +111,10 @@ class PostgresStartupTest {
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("[" + path + ".socket-timeout]");
     assertThat(settings("eventsourced.postgres.socket-timeout = 0s").socketTimeout()).isZero();
+    assertThatThrownBy(() -> settings("eventsourced.postgres.close-timeout = 2m"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[" + path + ".close-timeout] must be between 0s and 60s");
+    assertThat(settings("eventsourced.postgres.close-timeout = 0s").closeTimeout()).isZero();
   }
 
   private static PostgresSettings settings(String overrides) {
