@@ -169,19 +169,13 @@ public final class PostgresJournal implements Journal {
         ps.setLong(4, to);
         ps.setLong(5, limit);
         try (ResultSet rs = ps.executeQuery()) {
-          byte[] lastManifestBytes = null;
-          String lastManifest = null;
+          Manifests manifests = new Manifests();
           while (rs.next()) {
             long sequenceNr = rs.getLong(1);
             PersistentRepr event;
             try {
-              // Consecutive events mostly share a manifest: decode it once.
-              byte[] manifestBytes = rs.getBytes(3);
-              if (!Arrays.equals(manifestBytes, lastManifestBytes)) {
-                lastManifestBytes = manifestBytes;
-                lastManifest = rs.getString(3);
-              }
-              event = new PersistentRepr(id, sequenceNr, rs.getInt(2), lastManifest, rs.getBytes(4));
+              String manifest = manifests.of(rs.getBytes(3), rs, 3);
+              event = new PersistentRepr(id, sequenceNr, rs.getInt(2), manifest, rs.getBytes(4));
             } catch (RuntimeException e) {
               throw new JournalException(
                   "cannot read event [" + id + "] sequenceNr [" + sequenceNr + "]: " + e.getMessage(),
@@ -283,6 +277,32 @@ public final class PostgresJournal implements Journal {
     } catch (RuntimeException e) {
       result.completeExceptionally(
           new JournalException("cannot read [" + id + "]: " + e, id, sequenceNr, e));
+    }
+  }
+
+  /**
+   * The manifests of one replay page, each decoded once. An entity's events mostly cycle through
+   * a few types (the counter's alternate between two), and one String per type also lets a
+   * serializer's lookup by manifest use the String's cached hash instead of hashing every row.
+   */
+  private static final class Manifests {
+    private static final int SLOTS = 8;
+    private final byte[][] raw = new byte[SLOTS][];
+    private final String[] decoded = new String[SLOTS];
+    private int size;
+    private int evict;
+
+    String of(byte[] bytes, ResultSet rs, int column) throws SQLException {
+      for (int i = 0; i < size; i++) {
+        if (Arrays.equals(raw[i], bytes)) {
+          return decoded[i];
+        }
+      }
+      String manifest = rs.getString(column);
+      int slot = size < SLOTS ? size++ : evict++ % SLOTS;
+      raw[slot] = bytes;
+      decoded[slot] = manifest;
+      return manifest;
     }
   }
 
