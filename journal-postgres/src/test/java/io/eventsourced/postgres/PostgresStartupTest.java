@@ -11,6 +11,7 @@ import io.eventsourced.snapshot.SnapshotStore;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.time.Duration;
+import java.util.UUID;
 import io.eventsourced.PersistenceId;
 import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.PersistentRepr;
@@ -145,6 +146,28 @@ class PostgresStartupTest {
       assertThatThrownBy(() -> Persistence.get(kit.system()).snapshotStore())
           .isInstanceOf(IllegalStateException.class)
           .hasMessageContaining("[" + url + "]")
+          .hasMessageNotContaining("hunter2");
+    } finally {
+      kit.shutdownTestKit();
+    }
+  }
+
+  @Test
+  @DisplayName("fail with a message naming the URL and user, never the password, when the server refuses the login")
+  void refusedLogin() {
+    // This server trusts every known user, so an unknown user is the login it refuses.
+    String user = "no_such_user_" + UUID.randomUUID().toString().substring(0, 8).replace('-', '_');
+    ActorTestKit kit =
+        PostgresTestSupport.testKit(
+            SCHEMA,
+            "eventsourced.postgres.user = \"" + user + "\"\n"
+                + "eventsourced.postgres.password = \"hunter2-secret\"\n");
+    try {
+      assertThatThrownBy(() -> Persistence.get(kit.system()).journal())
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining("cannot connect to PostgreSQL at [" + PostgresTestSupport.defaults().safeUrl() + "]")
+          .hasMessageContaining("as user [" + user + "]")
+          .hasMessageContaining("does not exist")
           .hasMessageNotContaining("hunter2");
     } finally {
       kit.shutdownTestKit();
