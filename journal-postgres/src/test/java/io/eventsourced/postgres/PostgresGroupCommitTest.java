@@ -129,6 +129,38 @@ class PostgresGroupCommitTest {
     }
   }
 
+  /**
+   * A batch held up by the test: an uncommitted row of a fresh entity in an open transaction, and
+   * the journal's append of that entity's first event, which waits on the row's lock. Whatever is
+   * appended meanwhile queues for the batch after it; {@link #release} commits the row, so the
+   * blocked write fails as a conflict and the queued writes are stored together.
+   */
+  private static final class BlockedBatch implements AutoCloseable {
+    final PersistenceId id = freshId();
+    private final Connection c;
+    private final CompletableFuture<?> blocked;
+
+    BlockedBatch(Journal journal) throws Exception {
+      journal.highestSequenceNr(id).toCompletableFuture().get(10, TimeUnit.SECONDS); // table exists
+      c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+      c.setAutoCommit(false);
+      storeDirectly(c, id, 1);
+      blocked = journal.append(write(id, 0, 1)).toCompletableFuture();
+      awaitBatchWaitingOnLock();
+    }
+
+    void release() throws Exception {
+      assertThat(blocked).as("the blocked batch").isNotDone();
+      c.commit();
+      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+    }
+
+    @Override
+    public void close() throws SQLException {
+      c.close();
+    }
+  }
+
   private static Throwable outcome(CompletableFuture<?> f) throws Exception {
     try {
       f.get(20, TimeUnit.SECONDS);
@@ -141,7 +173,6 @@ class PostgresGroupCommitTest {
   @Test
   @DisplayName("fails only the conflicting writes of a batch, stores none of their events, and stores the others")
   void conflictsInOneBatch() throws Exception {
-    PersistenceId blocker = freshId();
     List<PersistenceId> good = new ArrayList<>();
     List<PersistenceId> seen = new ArrayList<>();
     List<PersistenceId> unseen = new ArrayList<>();
@@ -160,13 +191,8 @@ class PostgresGroupCommitTest {
       for (PersistenceId id : unseen) {
         storeDirectly(c, id, 5);
       }
-      // Hold the blocker's first row in an open transaction: the journal's next batch waits on
-      // it, and everything appended meanwhile queues up for the batch after it.
-      c.setAutoCommit(false);
-      storeDirectly(c, blocker, 1);
-      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
-      awaitBatchWaitingOnLock();
-
+    }
+    try (BlockedBatch blocked = new BlockedBatch(journal())) {
       List<CompletableFuture<?>> goodWrites = new ArrayList<>();
       for (PersistenceId id : good) {
         goodWrites.add(journal().append(write(id, 0, 2)).toCompletableFuture());
@@ -182,9 +208,7 @@ class PostgresGroupCommitTest {
         // fresh writer on an existing entity
         conflicting.add(journal().append(write(ids.get(3), 0, 1)).toCompletableFuture());
       }
-      assertThat(blocked).isNotDone();
-      c.commit();
-      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      blocked.release();
       for (CompletableFuture<?> f : goodWrites) {
         assertThat(outcome(f)).isNull();
       }
@@ -264,7 +288,6 @@ class PostgresGroupCommitTest {
   @Test
   @DisplayName("fails only the conflicting writes of a batch of one-event writes (stored in one round trip)")
   void conflictsInOneSingleEventBatch() throws Exception {
-    PersistenceId blocker = freshId();
     List<PersistenceId> good = new ArrayList<>();
     for (int i = 0; i < 10; i++) {
       good.add(freshId());
@@ -278,10 +301,8 @@ class PostgresGroupCommitTest {
       storeDirectly(c, unseen, 5);
       storeDirectly(c, ahead, 5);
       storeDirectly(c, existing, 2);
-      c.setAutoCommit(false);
-      storeDirectly(c, blocker, 1);
-      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
-      awaitBatchWaitingOnLock();
+    }
+    try (BlockedBatch blocked = new BlockedBatch(journal())) {
       List<CompletableFuture<?>> goodWrites = new ArrayList<>();
       for (PersistenceId id : good) {
         goodWrites.add(journal().append(write(id, 0, 1)).toCompletableFuture());
@@ -293,9 +314,7 @@ class PostgresGroupCommitTest {
       // ahead: 8 would leave a gap after 5; and a fresh writer on an existing entity
       conflicting.add(journal().append(write(ahead, 7, 1)).toCompletableFuture());
       conflicting.add(journal().append(write(existing, 0, 1)).toCompletableFuture());
-      assertThat(blocked).isNotDone();
-      c.commit();
-      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      blocked.release();
       for (CompletableFuture<?> f : goodWrites) {
         assertThat(outcome(f)).isNull();
       }
@@ -335,15 +354,10 @@ class PostgresGroupCommitTest {
   void completesBatchOnSystemDispatcher() throws Exception {
     // Writes queued behind a blocked batch form one batch (see conflictsInOneBatch). Their
     // continuations (not async) run where the stages complete.
-    PersistenceId blocker = freshId();
     List<PersistenceId> ids = List.of(freshId(), freshId(), freshId(), freshId(), freshId());
     Map<PersistenceId, String> threads = new java.util.concurrent.ConcurrentHashMap<>();
-    Journal journal = journal(); // started, so its table exists
-    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
-      c.setAutoCommit(false);
-      storeDirectly(c, blocker, 1);
-      CompletableFuture<?> blocked = journal.append(write(blocker, 0, 1)).toCompletableFuture();
-      awaitBatchWaitingOnLock();
+    Journal journal = journal();
+    try (BlockedBatch blocked = new BlockedBatch(journal)) {
       List<CompletableFuture<?>> writes = new ArrayList<>();
       for (PersistenceId id : ids) {
         writes.add(
@@ -351,8 +365,7 @@ class PostgresGroupCommitTest {
                 .whenComplete((ok, error) -> threads.put(id, Thread.currentThread().getName()))
                 .toCompletableFuture());
       }
-      c.commit();
-      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      blocked.release();
       CompletableFuture.allOf(writes.toArray(CompletableFuture[]::new)).get(20, TimeUnit.SECONDS);
     }
     assertThat(threads).hasSize(ids.size());
@@ -426,17 +439,12 @@ class PostgresGroupCommitTest {
     // (see conflictsInOneBatch) makes both writes queue for the same next batch.
     PersistenceId stale = ids.get(0);
     PersistenceId current = ids.get(1);
-    PersistenceId blocker = freshId();
-    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
-      c.setAutoCommit(false);
-      storeDirectly(c, blocker, 1);
-      CompletableFuture<?> blocked = journal.append(write(blocker, 0, 1)).toCompletableFuture();
-      awaitBatchWaitingOnLock();
+    PersistenceId blocker;
+    try (BlockedBatch blocked = new BlockedBatch(journal)) {
+      blocker = blocked.id;
       CompletableFuture<?> staleWrite = journal.append(write(stale, 1, 1)).toCompletableFuture();
       CompletableFuture<?> currentWrite = journal.append(write(current, 3, 1)).toCompletableFuture();
-      assertThat(blocked).isNotDone();
-      c.commit();
-      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      blocked.release();
       assertThat(outcome(staleWrite)).isInstanceOf(ConcurrencyConflictException.class);
       assertThat(outcome(currentWrite)).isNull();
     }
@@ -564,22 +572,19 @@ class PostgresGroupCommitTest {
    * insert (autocommit for one-event writes, a transaction otherwise).
    */
   private void refusedRowFailsAlone(int events, boolean gapCheck) throws Exception {
-    PersistenceId blocker = freshId();
     PersistenceId bad = tooLongForTheIndex();
     PersistenceId unseen = freshId();
     List<PersistenceId> good = new ArrayList<>();
     for (int i = 0; i < 5; i++) {
       good.add(freshId());
     }
-    startJournal();
-    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
-      if (gapCheck) {
+    if (gapCheck) {
+      startJournal();
+      try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
         storeDirectly(c, unseen, 2);
       }
-      c.setAutoCommit(false);
-      storeDirectly(c, blocker, 1);
-      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
-      awaitBatchWaitingOnLock();
+    }
+    try (BlockedBatch blocked = new BlockedBatch(journal())) {
       List<CompletableFuture<?>> goodWrites = new ArrayList<>();
       for (PersistenceId id : good) {
         goodWrites.add(journal().append(write(id, 0, events)).toCompletableFuture());
@@ -587,9 +592,7 @@ class PostgresGroupCommitTest {
       CompletableFuture<?> badWrite = journal().append(write(bad, 0, events)).toCompletableFuture();
       CompletableFuture<?> unseenWrite =
           gapCheck ? journal().append(write(unseen, 2, events)).toCompletableFuture() : null;
-      assertThat(blocked).isNotDone();
-      c.commit();
-      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      blocked.release();
       Throwable refused = outcome(badWrite);
       assertThat(refused).isInstanceOf(JournalException.class)
           .hasMessageContaining("cannot append events for [" + bad + "] from sequenceNr [1]");
@@ -614,14 +617,8 @@ class PostgresGroupCommitTest {
   void largeEventsSplitIntoSeveralBatches() throws Exception {
     String type = "large-" + UUID.randomUUID();
     byte[] payload = new byte[1 << 20];
-    PersistenceId blocker = freshId();
     List<PersistenceId> ids = new ArrayList<>();
-    startJournal();
-    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
-      c.setAutoCommit(false);
-      storeDirectly(c, blocker, 1);
-      CompletableFuture<?> blocked = journal().append(write(blocker, 0, 1)).toCompletableFuture();
-      awaitBatchWaitingOnLock();
+    try (BlockedBatch blocked = new BlockedBatch(journal())) {
       // 12 MB queued behind the blocked batch: one batch without the byte limit.
       List<CompletableFuture<?>> writes = new ArrayList<>();
       for (int i = 0; i < 12; i++) {
@@ -630,8 +627,7 @@ class PostgresGroupCommitTest {
         writes.add(journal().append(new AtomicWrite(id, 0, List.of(new PersistentRepr(id, 1, 4, "", payload))))
             .toCompletableFuture());
       }
-      c.commit();
-      assertThat(outcome(blocked)).isInstanceOf(ConcurrencyConflictException.class);
+      blocked.release();
       for (CompletableFuture<?> f : writes) {
         assertThat(outcome(f)).isNull();
       }

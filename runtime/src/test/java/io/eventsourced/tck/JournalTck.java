@@ -173,6 +173,25 @@ public abstract class JournalTck {
   }
 
   @Test
+  @DisplayName("keeps every event's own manifest and serializer id when an entity's events cycle through many types")
+  void keepsManifestsOfManyTypes() {
+    PersistenceId id = freshId();
+    List<PersistentRepr> events = new ArrayList<>();
+    for (int seq = 1; seq <= 60; seq++) {
+      // 12 types in a cycle (more than a journal would sensibly cache), then one type repeated
+      String manifest = seq <= 48 ? "com.example.Evt" + (seq % 12) + "-é" : "com.example.Last";
+      events.add(new PersistentRepr(id, seq, 100 + seq % 5, manifest, payload(id, seq)));
+    }
+    await(journal().append(new AtomicWrite(id, 0, events)));
+    List<PersistentRepr> read = replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE);
+    assertThat(read).extracting(PersistentRepr::manifest)
+        .containsExactlyElementsOf(events.stream().map(PersistentRepr::manifest).toList());
+    assertThat(read).extracting(PersistentRepr::serializerId)
+        .containsExactlyElementsOf(events.stream().map(PersistentRepr::serializerId).toList());
+    assertThat(payloads(read)).containsExactlyElementsOf(payloads(events));
+  }
+
+  @Test
   @DisplayName("reports the highest sequenceNr after several writes")
   void highestSequenceNrAfterWrites() {
     PersistenceId id = freshId();
