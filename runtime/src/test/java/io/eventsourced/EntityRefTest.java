@@ -237,6 +237,58 @@ class EntityRefTest {
   }
 
   @Test
+  @DisplayName("fails an ask whose command handler throws an Error such as AssertionError, and keeps serving")
+  void commandHandlerError() {
+    var ref = spawn();
+    await(ref.ask(new Tally.Add("a")));
+    assertThat(failure(ref.ask(new Tally.Assert())))
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("the command handler of [" + ref.persistenceId() + "] failed")
+        .hasRootCauseInstanceOf(AssertionError.class);
+    assertThat(await(ref.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
+  }
+
+  @Test
+  @DisplayName("fails the ask and stops the entity when the event handler throws an Error after the write")
+  void eventHandlerError() {
+    var ref = spawn();
+    assertThat(failure(ref.ask(new Tally.PersistPoison())))
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("the event handler of [" + ref.persistenceId() + "] failed")
+        .hasRootCauseInstanceOf(AssertionError.class);
+    await(ref.whenStopped());
+  }
+
+  @Test
+  @DisplayName("fails the ask when computing the reply throws an Error, with the event stored and applied")
+  void replyError() {
+    var ref = spawn();
+    assertThat(failure(ref.ask(new Tally.BadReply("a"))))
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("computing the reply of [" + ref.persistenceId() + "] failed")
+        .hasRootCauseInstanceOf(AssertionError.class);
+    assertThat(await(ref.ask(new Tally.Get())).acceptedValue()).containsExactly("a");
+  }
+
+  @Test
+  @DisplayName("answers a command sent at once to an entity that fails to start in a fresh actor system")
+  void deadLettersOfTheFirstEntity() {
+    // The dead-letter listener starts with the runtime, with the first entity: it must be
+    // subscribed before that entity's first dead letters are published.
+    for (int round = 0; round < 5; round++) {
+      ActorTestKit fresh = ActorTestKit.create("dead-letters-" + round);
+      try {
+        var probe = fresh.<Reply<List<String>, Tally.Error>>createTestProbe();
+        var entity = fresh.spawn(Entity.create(new Tally(0, "no.such.journal"), "z"));
+        entity.tell(new EntityCommand<>(new Tally.Get(), probe.ref()));
+        assertThat(probe.receiveMessage(Duration.ofSeconds(5))).isInstanceOf(Reply.Failed.class);
+      } finally {
+        fresh.shutdownTestKit();
+      }
+    }
+  }
+
+  @Test
   @DisplayName("refuses to spawn an entity whose journal is not configured, naming the config path")
   void spawnWithMissingPlugin() {
     org.assertj.core.api.Assertions.assertThatThrownBy(

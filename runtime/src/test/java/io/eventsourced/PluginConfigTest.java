@@ -30,6 +30,7 @@ class PluginConfigTest {
                   bad-class { class = "com.example.Nope", plugin-dispatcher = "pekko.actor.default-dispatcher" }
                   wrong-type { class = "java.lang.String", plugin-dispatcher = "pekko.actor.default-dispatcher" }
                   no-dispatcher { class = "io.eventsourced.journal.InMemoryJournal", plugin-dispatcher = "no.such.dispatcher" }
+                  throwing-journal { class = "io.eventsourced.ThrowingJournal", plugin-dispatcher = "pekko.actor.default-dispatcher" }
                   """)
                   .withFallback(ConfigFactory.load())
                   .resolve())
@@ -49,6 +50,21 @@ class PluginConfigTest {
     assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("no.such.plugin"))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("[no.such.plugin]");
+  }
+
+  @Test
+  @DisplayName("treats a journal whose append throws as a failed write: the caller is told why and the entity stops")
+  void appendThrows() throws Exception {
+    var ref = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "t");
+    var failure =
+        org.assertj.core.api.Assertions.catchThrowable(
+            () -> ref.ask(new Tally.Add("a")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
+    assertThat(failure).isInstanceOf(java.util.concurrent.ExecutionException.class);
+    assertThat(failure.getCause())
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("cannot persist events of [tally|t] at sequenceNr [1]")
+        .hasMessageContaining("append threw");
+    ref.whenStopped().toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS);
   }
 
   @Test

@@ -26,12 +26,23 @@ final class Tally implements EventSourced<Tally.Command, Tally.Event, Tally.Stat
 
   record Explode() implements Command {}
 
+  /** The command handler throws an {@link AssertionError}, as a failed {@code assert} would. */
+  record Assert() implements Command {}
+
+  /** Persists an event whose handler throws an {@link AssertionError}. */
+  record PersistPoison() implements Command {}
+
+  /** Persists an event, then computing the reply throws an {@link AssertionError}. */
+  record BadReply(String item) implements Command {}
+
   sealed interface Event {}
 
   record Added(String item) implements Event, JsonSerializable {}
 
   /** Deliberately not bound to any serializer. */
   record NotSerializable(String item) implements Event {}
+
+  record Poisoned(String item) implements Event, JsonSerializable {}
 
   record State(List<String> items) implements JsonSerializable {
     State add(String item) {
@@ -100,6 +111,21 @@ final class Tally implements EventSourced<Tally.Command, Tally.Event, Tally.Stat
             (state, cmd) -> {
               throw new IllegalStateException("boom");
             })
+        .onCommand(
+            Assert.class,
+            (state, cmd) -> {
+              throw new AssertionError("assertion in the command handler");
+            })
+        .onCommand(PersistPoison.class, (state, cmd) -> effect().persist(new Poisoned("p")).thenReply(State::items))
+        .onCommand(
+            BadReply.class,
+            (state, cmd) ->
+                effect()
+                    .persist(new Added(cmd.item()))
+                    .thenReply(
+                        s -> {
+                          throw new AssertionError("assertion in the reply");
+                        }))
         .build();
   }
 
@@ -108,6 +134,11 @@ final class Tally implements EventSourced<Tally.Command, Tally.Event, Tally.Stat
     return newEventHandlerBuilder()
         .onEvent(Added.class, (state, added) -> state.add(added.item()))
         .onEvent(NotSerializable.class, (state, e) -> state.add(e.item()))
+        .onEvent(
+            Poisoned.class,
+            (state, e) -> {
+              throw new AssertionError("assertion in the event handler");
+            })
         .build();
   }
 

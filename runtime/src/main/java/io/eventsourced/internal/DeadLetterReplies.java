@@ -10,7 +10,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Props;
-import org.apache.pekko.actor.typed.eventstream.EventStream;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
@@ -25,7 +25,10 @@ final class DeadLetterReplies {
   static void start(ActorSystem<?> system, Function<PersistenceId, EntityException> failures) {
     ActorRef<AllDeadLetters> listener =
         system.systemActorOf(behavior(failures), "eventsourced-dead-letter-replies", Props.empty());
-    system.eventStream().tell(new EventStream.Subscribe<>(AllDeadLetters.class, listener));
+    // Subscribed on the classic event stream, which subscribes before it returns: the typed
+    // Subscribe message would let dead letters of the first entities, published before it is
+    // processed, pass unanswered (their callers would wait for the ask timeout).
+    Adapter.toClassic(system).eventStream().subscribe(Adapter.toClassic(listener), AllDeadLetters.class);
   }
 
   @SuppressWarnings({"unchecked", "rawtypes"})

@@ -344,7 +344,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       if (effect == null) {
         throw new IllegalStateException("the command handler returned no effect (null)");
       }
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) {
+      rethrowIfFatal(e);
       log.warn("Command handler of [{}] failed on [{}]", persistenceId, ask.command().getClass().getName(), e);
       ask.replyTo()
           .accept(
@@ -397,7 +398,13 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     mode = Mode.PERSISTING;
     pendingCommand = ask;
     pendingEffect = effect;
-    CompletionStage<Done> write = journal.append(new AtomicWrite(persistenceId, sequenceNr, reprs));
+    CompletionStage<Done> write;
+    try {
+      write = journal.append(new AtomicWrite(persistenceId, sequenceNr, reprs));
+    } catch (RuntimeException e) {
+      // A plugin that throws instead of failing its stage: the same as a failed write.
+      write = CompletableFuture.failedFuture(e);
+    }
     CompletableFuture<Done> written = completed(write);
     if (written != null) {
       // The journal confirmed synchronously (in-memory): skip the round trip through the mailbox.
@@ -405,6 +412,17 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     }
     getContext().pipeToSelf(write, (done, error) -> error == null ? WRITE_OK : new WriteDone(error));
     return this;
+  }
+
+  /**
+   * Handler code is the application's: an {@link AssertionError} or another non-fatal error
+   * there fails the command (or stops the entity) like an exception, so that its caller gets a
+   * reply instead of waiting for the ask timeout. Errors the JVM cannot recover from go on up.
+   */
+  private static void rethrowIfFatal(Throwable e) {
+    if (e instanceof VirtualMachineError || e instanceof LinkageError) {
+      throw (Error) e;
+    }
   }
 
   private static CompletableFuture<Done> completed(CompletionStage<Done> stage) {
@@ -454,7 +472,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
         state = eventHandler.apply(state, event);
         snapshot |= snapshotPolicy.shouldSnapshot(state, event, before + 1 + i);
       }
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) {
+      rethrowIfFatal(e);
       // The events are stored but cannot be applied: this entity cannot go on consistently.
       EntityException error =
           new EntityException(
@@ -492,7 +511,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     Reply<R, Err> reply;
     try {
       reply = effect.reply(state);
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) {
+      rethrowIfFatal(e);
       reply =
           new Reply.Failed<>(
               new EntityException(persistenceId, "computing the reply of [" + persistenceId + "] failed", e));

@@ -311,9 +311,14 @@ public abstract class JournalTck {
     PersistenceId wildcardOnly = PersistenceId.of("tck", "*");
     PersistenceId gtOnly = PersistenceId.of("tck", ">");
     long before = await(journal().highestSequenceNr(wildcardOnly));
+    long gtBefore = await(journal().highestSequenceNr(gtOnly));
     await(journal().append(write(wildcardOnly, before, 1)));
     assertThat(await(journal().highestSequenceNr(wildcardOnly))).isEqualTo(before + 1);
-    assertThat(replay(gtOnly, before + 1, before + 1, 1)).allSatisfy(e -> assertThat(e.persistenceId()).isEqualTo(gtOnly));
+    // Nothing written for "*" may show up under ">" (subject wildcards in a NATS journal).
+    // A journal stamps replayed events with the id asked for, so the payload tells them apart.
+    assertThat(await(journal().highestSequenceNr(gtOnly))).isEqualTo(gtBefore);
+    assertThat(payloads(replay(gtOnly, 1, Long.MAX_VALUE, Long.MAX_VALUE)))
+        .noneSatisfy(p -> assertThat(p).isEqualTo(payload(wildcardOnly, before + 1)));
   }
 
   @Test

@@ -1,0 +1,39 @@
+package io.eventsourced;
+
+import io.eventsourced.journal.AtomicWrite;
+import io.eventsourced.journal.Journal;
+import io.eventsourced.journal.PersistentRepr;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.function.Consumer;
+import org.apache.pekko.Done;
+
+/**
+ * A journal plugin that breaks its contract: {@code append} throws instead of failing its stage.
+ * It holds no events. For {@link PluginConfigTest}.
+ */
+public final class ThrowingJournal implements Journal {
+
+  /**
+   * Created by the plugin registry.
+   *
+   * @param context unused
+   */
+  public ThrowingJournal(PluginContext context) {}
+
+  @Override
+  public CompletionStage<Done> append(AtomicWrite write) {
+    throw new IllegalStateException("append threw for [" + write.persistenceId() + "]");
+  }
+
+  @Override
+  public CompletionStage<Done> replay(
+      PersistenceId persistenceId, long from, long to, long max, Consumer<PersistentRepr> onEvent) {
+    return CompletableFuture.completedFuture(Done.getInstance());
+  }
+
+  @Override
+  public CompletionStage<Long> highestSequenceNr(PersistenceId persistenceId) {
+    return CompletableFuture.completedFuture(0L);
+  }
+}
