@@ -71,6 +71,13 @@ record JournalSettings(
               + config.getString("shared-scan.gather-window")
               + "]");
     }
+    Duration maxAge = NatsSettings.duration(config, path, "stream.max-age");
+    if (!maxAge.isZero() && maxAge.compareTo(window) < 0) {
+      // JetStream refuses such a stream, with a message that names no key.
+      throw new IllegalArgumentException(
+          "[" + path + ".stream.max-age] must be 0s (keep forever) or at least [" + path
+              + ".stream.duplicate-window] (" + window + "), was [" + config.getString("stream.max-age") + "]");
+    }
     return new JournalSettings(
         connection,
         stream,
@@ -78,7 +85,7 @@ record JournalSettings(
         storage(config, path, "stream.storage"),
         replicas,
         NatsSettings.bytes(config, path, "stream.max-bytes"),
-        NatsSettings.duration(config, path, "stream.max-age"),
+        maxAge,
         window,
         NatsSettings.bool(config, path, "setup"),
         retries,

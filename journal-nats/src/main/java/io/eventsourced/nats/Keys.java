@@ -2,16 +2,18 @@ package io.eventsourced.nats;
 
 import io.eventsourced.PersistenceId;
 import java.io.ByteArrayOutputStream;
-import java.nio.charset.StandardCharsets;
 
 /**
  * Reversible encoding of type names and entity ids into NATS subject tokens and KV keys.
  *
  * <p>ASCII letters, digits, {@code -} and {@code _} stay as they are (so UUIDs and most type
  * names stay readable); every other character is written as its UTF-8 bytes, each as {@code =}
- * plus two upper-case hex digits. The result only uses characters that are valid in subject
- * tokens and KV keys, never {@code .}, {@code *}, {@code >} or white space, so no id can escape
- * its token or act as a wildcard, and distinct strings encode to distinct tokens.
+ * plus two upper-case hex digits. A lone surrogate, which UTF-8 cannot encode (Java's encoder
+ * would write {@code ?}, so that {@code "\uD800"} and {@code "?"} would share a token), is
+ * written as the three bytes UTF-8's pattern gives its code unit (as in WTF-8), which no valid
+ * text produces. The result only uses characters that are valid in subject tokens and KV keys,
+ * never {@code .}, {@code *}, {@code >} or white space, so no id can escape its token or act as
+ * a wildcard, and distinct strings encode to distinct tokens.
  */
 final class Keys {
   private static final char ESCAPE = '=';
@@ -44,12 +46,28 @@ final class Keys {
         if (Character.isSupplementaryCodePoint(cp)) {
           i++;
         }
-        for (byte b : new String(Character.toChars(cp)).getBytes(StandardCharsets.UTF_8)) {
-          out.append(ESCAPE).append(HEX[(b >> 4) & 0xF]).append(HEX[b & 0xF]);
+        if (cp < 0x80) {
+          escape(out, cp);
+        } else if (cp < 0x800) {
+          escape(out, 0xC0 | cp >> 6);
+          escape(out, 0x80 | cp & 0x3F);
+        } else if (cp < 0x10000) { // including a lone surrogate
+          escape(out, 0xE0 | cp >> 12);
+          escape(out, 0x80 | cp >> 6 & 0x3F);
+          escape(out, 0x80 | cp & 0x3F);
+        } else {
+          escape(out, 0xF0 | cp >> 18);
+          escape(out, 0x80 | cp >> 12 & 0x3F);
+          escape(out, 0x80 | cp >> 6 & 0x3F);
+          escape(out, 0x80 | cp & 0x3F);
         }
       }
     }
     return out.toString();
+  }
+
+  private static void escape(StringBuilder out, int b) {
+    out.append(ESCAPE).append(HEX[b >> 4 & 0xF]).append(HEX[b & 0xF]);
   }
 
   /**
@@ -81,7 +99,30 @@ final class Keys {
         bytes.write(c);
       }
     }
-    return bytes.toString(StandardCharsets.UTF_8);
+    return utf8(bytes.toByteArray(), token);
+  }
+
+  /** UTF-8 that also decodes the lone surrogates {@link #encode} writes. */
+  private static String utf8(byte[] bytes, String token) {
+    StringBuilder out = new StringBuilder(bytes.length);
+    for (int i = 0; i < bytes.length; ) {
+      int lead = bytes[i] & 0xFF;
+      int n = lead < 0x80 ? 1 : lead < 0xC0 ? 0 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : lead < 0xF8 ? 4 : 0;
+      if (n == 0 || i + n > bytes.length) {
+        throw new IllegalArgumentException("bad UTF-8 in [" + token + "]");
+      }
+      int cp = n == 1 ? lead : lead & (0x7F >> n);
+      for (int k = 1; k < n; k++) {
+        int next = bytes[i + k] & 0xFF;
+        if ((next & 0xC0) != 0x80) {
+          throw new IllegalArgumentException("bad UTF-8 in [" + token + "]");
+        }
+        cp = cp << 6 | next & 0x3F;
+      }
+      out.appendCodePoint(cp);
+      i += n;
+    }
+    return out.toString();
   }
 
   /**

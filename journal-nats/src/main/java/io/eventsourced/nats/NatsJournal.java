@@ -1398,7 +1398,10 @@ public final class NatsJournal implements Journal {
         long mid = lo + (hi - lo) / 2;
         MessageInfo m = nextAtOrAfter(mid);
         if (m == null || m.getSeq() > hi) {
-          lo = mid + 1;
+          // No subject message in [mid, hi]: the first one at or after mid is the one at or
+          // after hi, so mid keeps the invariant. (Moving lo past mid instead would skip the
+          // messages in [lo, mid), the one holding from among them.)
+          hi = mid;
         } else if (range(m.getHeaders(), id)[1] >= from) {
           hi = mid;
           answer = m.getSeq();
@@ -1440,7 +1443,14 @@ public final class NatsJournal implements Journal {
       Duration wait = settings.connection().requestTimeout();
       try {
         while (true) {
-          Message m = subscription.nextMessage(wait);
+          Message m;
+          try {
+            m = subscription.nextMessage(wait);
+          } catch (IllegalStateException e) {
+            // The subscription or connection closed. Only here: the consumer's own exception,
+            // an IllegalStateException too, must fail the replay unchanged.
+            throw replayError("cannot read", e);
+          }
           if (m == null) {
             throw replayError(
                 "no event arrived within [" + wait + "] while reading (expected up to sequenceNr [" + end + "])",
@@ -1454,8 +1464,6 @@ public final class NatsJournal implements Journal {
             return;
           }
         }
-      } catch (IllegalStateException e) {
-        throw replayError("cannot read", e);
       } finally {
         try {
           subscription.unsubscribe();

@@ -314,16 +314,27 @@ public record NatsSettings(
   }
 
   static long bytes(Config config, String path, String key) {
+    String what = "[" + path + "." + key + "] must be a size such as 10GiB, or -1 for unlimited";
     try {
+      long value;
       if (config.getValue(key).valueType() == ConfigValueType.NUMBER) {
-        return config.getLong(key);
+        double number = ((Number) config.getValue(key).unwrapped()).doubleValue();
+        if (number != Math.rint(number)) {
+          throw new IllegalArgumentException(what + " (whole bytes), was [" + config.getValue(key).unwrapped() + "]");
+        }
+        value = config.getLong(key);
+      } else {
+        value = config.getBytes(key);
       }
-      return config.getBytes(key);
+      if (value != -1 && value <= 0) {
+        // JetStream refuses 0 and other negative limits, with a message that names no key.
+        throw new IllegalArgumentException(what + ", was [" + config.getValue(key).unwrapped() + "]");
+      }
+      return value;
     } catch (ConfigException.Missing e) {
       throw new IllegalArgumentException("[" + path + "." + key + "] is missing", e);
     } catch (ConfigException e) {
-      throw new IllegalArgumentException(
-          "[" + path + "." + key + "] must be a size such as 10GiB, or -1 for unlimited", e);
+      throw new IllegalArgumentException(what, e);
     }
   }
 

@@ -14,7 +14,9 @@ class KeysTest {
   private static final List<String> IDS =
       List.of(
           "550e8400-e29b-41d4-a716-446655440000", ".", "a.b", "*", ">", "a.*.>", "|", "a|b", "/", "a/b", " ",
-          "a b", "\t", "ünïcødé", "日本語", "emoji😀", "%2E", "=2E", "=", "_", "-", "A-z_0");
+          "a b", "\t", "ünïcødé", "日本語", "emoji😀", "%2E", "=2E", "=", "_", "-", "A-z_0",
+          // lone surrogates, which UTF-8 cannot hold, next to what Java's encoder makes of them
+          "?", "\uD800", "\uDC00", "a\uD800b", "\uDC00\uD800", "\uDBFF\uDFFF", "\u0080", "\u07FF", "\uFFFF");
 
   @Test
   @DisplayName("round-trips any id, including dots, wildcards, spaces, separators and non-ASCII")

@@ -92,6 +92,31 @@ class NatsSettingsTest {
   }
 
   @Test
+  @DisplayName("accept -1 or a positive whole size for max-bytes, and a max-age of 0s or at least the duplicate window, naming the key otherwise")
+  void limits() {
+    assertThat(journal("eventsourced.journal.nats.stream.max-bytes = -1").maxBytes()).isEqualTo(-1);
+    assertThat(journal("eventsourced.journal.nats.stream.max-bytes = 10GiB").maxBytes()).isEqualTo(10L << 30);
+    assertThat(journal("eventsourced.journal.nats.stream.max-bytes = 4096").maxBytes()).isEqualTo(4096);
+    for (String bad : List.of("0", "-5", "1.5", "0B")) {
+      assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.max-bytes = " + bad))
+          .as("max-bytes = %s", bad)
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("[eventsourced.journal.nats.stream.max-bytes] must be a size");
+      assertThatThrownBy(() -> SnapshotSettings.fromConfig(
+              load("eventsourced.snapshot-store.nats.bucket.max-bytes = " + bad).getConfig(SNAPSHOTS), SNAPSHOTS))
+          .as("bucket max-bytes = %s", bad)
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("[eventsourced.snapshot-store.nats.bucket.max-bytes] must be a size");
+    }
+    assertThat(journal("eventsourced.journal.nats.stream.max-age = 1h").maxAge()).isEqualTo(Duration.ofHours(1));
+    assertThat(journal("eventsourced.journal.nats.stream.max-age = 0s").maxAge()).isZero();
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.max-age = 10s"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[eventsourced.journal.nats.stream.max-age] must be 0s (keep forever) or at least"
+            + " [eventsourced.journal.nats.stream.duplicate-window]");
+  }
+
+  @Test
   @DisplayName("read shared-scan.min-replays as off, 0 or a number of at least 2, naming the key otherwise")
   void sharedScanSettings() {
     String key = "eventsourced.journal.nats.shared-scan.";
