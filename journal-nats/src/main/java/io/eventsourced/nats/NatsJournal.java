@@ -250,6 +250,15 @@ public final class NatsJournal implements Journal {
                 + " new for a journal",
             stream);
       }
+      if (info.getConfiguration().getMaxAge().compareTo(Duration.ZERO) > 0
+          || info.getConfiguration().getMaxMsgsPerSubject() > 0) {
+        // Either removes an entity's oldest events: its recovery then fails ("sequenceNr [1] is
+        // missing"), unless a snapshot covers them.
+        log.warn(
+            "Stream [{}] removes old messages (max age [{}], max messages per subject [{}]): events may be"
+                + " lost. A journal's stream keeps everything",
+            stream, info.getConfiguration().getMaxAge(), info.getConfiguration().getMaxMsgsPerSubject());
+      }
     } catch (JetStreamApiException e) {
       if (e.getApiErrorCode() != STREAM_NOT_FOUND) {
         throw new IllegalStateException(
@@ -1582,6 +1591,11 @@ public final class NatsJournal implements Journal {
   /** The shared connection; for tests in this package. */
   Connection connection() {
     return connection;
+  }
+
+  /** The shared connection's holder, with its liveness check; for tests in this package. */
+  SharedConnection shared() {
+    return shared;
   }
 
   /** Releases this plugin's use of the shared connection; idempotent. */

@@ -152,7 +152,8 @@ final class SharedConnection {
    * connected still carries requests: one request to the JetStream API. If it gets no answer at
    * all (not even an error status) within the request timeout, the connection is wedged (the
    * server receives nothing, seen with jnats after a server restart) and is reconnected. At most
-   * one check runs at a time.
+   * one check runs at a time. Never throws: callers run it on their way to failing a write or a
+   * replay, which must still reach their callers.
    *
    * @param executor where to run the blocking check
    */
@@ -160,25 +161,33 @@ final class SharedConnection {
     if (connection.getStatus() != Connection.Status.CONNECTED || !probing.compareAndSet(false, true)) {
       return;
     }
-    executor.execute(
-        () -> {
-          try {
-            Message reply = connection.request("$JS.API.INFO", null, key.settings().requestTimeout());
-            if (reply == null && connection.getStatus() == Connection.Status.CONNECTED) {
-              log.warn(
-                  "NATS connection to [{}] answered no request within [{}] although connected; reconnecting",
-                  connection.getConnectedUrl(),
-                  key.settings().requestTimeout());
-              connection.forceReconnect();
-            }
-          } catch (IOException | RuntimeException e) {
-            log.debug("NATS liveness check failed: {}", e.toString());
-          } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-          } finally {
-            probing.set(false);
-          }
-        });
+    try {
+      executor.execute(this::probe);
+    } catch (RuntimeException e) {
+      // The dispatcher is shutting down: no check, and the next one may run.
+      probing.set(false);
+      log.debug("NATS liveness check not started: {}", e.toString());
+    }
+  }
+
+  /** The check itself, on the executor: one request, and a reconnect if it gets no answer. */
+  private void probe() {
+    try {
+      Message reply = connection.request("$JS.API.INFO", null, key.settings().requestTimeout());
+      if (reply == null && connection.getStatus() == Connection.Status.CONNECTED) {
+        log.warn(
+            "NATS connection to [{}] answered no request within [{}] although connected; reconnecting",
+            connection.getConnectedUrl(),
+            key.settings().requestTimeout());
+        connection.forceReconnect();
+      }
+    } catch (IOException | RuntimeException e) {
+      log.debug("NATS liveness check failed: {}", e.toString());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } finally {
+      probing.set(false);
+    }
   }
 
   /** Gives up one use; the last user closes the connection. */

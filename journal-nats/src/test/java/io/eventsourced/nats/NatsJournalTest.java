@@ -24,6 +24,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -211,6 +212,21 @@ class NatsJournalTest {
   void sharedConnection() {
     SnapshotStore store = Persistence.get(testKit.system()).snapshotStore("eventsourced.snapshot-store.nats");
     assertThat(((NatsSnapshotStore) store).connection()).isSameAs(((NatsJournal) journal()).connection());
+  }
+
+  @Test
+  @DisplayName("skips a liveness check its dispatcher refuses (shutting down) without throwing, and runs the next one")
+  void livenessCheckOnARefusingDispatcher() throws Exception {
+    SharedConnection shared = ((NatsJournal) journal()).shared();
+    shared.checkLiveness(task -> {
+      throw new java.util.concurrent.RejectedExecutionException("shutting down");
+    });
+    CompletableFuture<Void> ran = new CompletableFuture<>();
+    shared.checkLiveness(task -> {
+      task.run();
+      ran.complete(null);
+    });
+    ran.get(10, java.util.concurrent.TimeUnit.SECONDS);
   }
 
   @Test
