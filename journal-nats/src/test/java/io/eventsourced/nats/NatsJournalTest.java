@@ -149,34 +149,6 @@ class NatsJournalTest {
   }
 
   @Test
-  @DisplayName("replays from any sequenceNr of entities whose messages lie far apart at irregular distances")
-  void replayFromAnyPointIrregular() throws Exception {
-    // Recovery after a snapshot replays from N > 1, which binary-searches the stream for the
-    // message holding N. Irregular gaps between an entity's messages (a seeded random
-    // interleaving of 12 entities) exercise every branch of that search.
-    List<PersistenceId> ids = new ArrayList<>();
-    for (int e = 0; e < 12; e++) {
-      ids.add(freshId());
-    }
-    long[] last = new long[ids.size()];
-    java.util.Random random = new java.util.Random(42);
-    for (int write = 0; write < 240; write++) {
-      int e = random.nextInt(ids.size());
-      int count = 1 + random.nextInt(3);
-      await(journal().append(TestNats.write(ids.get(e), last[e], count)));
-      last[e] += count;
-    }
-    for (int e = 0; e < ids.size(); e++) {
-      PersistenceId id = ids.get(e);
-      for (long from = 1; from <= last[e]; from++) {
-        List<PersistentRepr> events = replay(id, from);
-        assertThat(sequenceNrs(events)).as("replay of %s from %s", id, from).containsExactlyElementsOf(range(from, last[e]));
-        assertThat(events.get(0).payload()).isEqualTo(TestNats.payload(id, from));
-      }
-    }
-  }
-
-  @Test
   @DisplayName("keeps an id with a lone surrogate apart from the id with ? in its place")
   void loneSurrogateIdsStayApart() throws Exception {
     String base = UUID.randomUUID().toString();
