@@ -92,12 +92,15 @@ final class GroupCommit {
    */
   private static final class Pending {
     final AtomicWrite write;
+    /** About the bytes the write takes on the wire; counted once, on append, off the lock. */
+    final long bytes;
     final CompletableFuture<Done> promise = new CompletableFuture<>();
     private boolean settled; // written and read by the writer; published by the delivery task
     private Throwable failure;
 
     Pending(AtomicWrite write) {
       this.write = write;
+      this.bytes = bytes(write);
     }
 
     void succeed() {
@@ -167,7 +170,7 @@ final class GroupCommit {
 
   CompletionStage<Done> append(AtomicWrite write) {
     Pending pending = new Pending(write);
-    String unstorable = unstorable(write);
+    String unstorable = unstorable(pending);
     if (unstorable != null) {
       // Fails this write alone, before it could fail or corrupt a batch.
       pending.promise.completeExceptionally(
@@ -220,14 +223,14 @@ final class GroupCommit {
     }
   }
 
-  private static String unstorable(AtomicWrite write) {
+  private static String unstorable(Pending pending) {
+    AtomicWrite write = pending.write;
     String problem = CopyEncoder.unstorable(write.persistenceId());
     if (problem != null) {
       return problem;
     }
-    long size = bytes(write);
-    if (size > MAX_WRITE_BYTES) {
-      return "its " + write.events().size() + " events take " + size + " bytes, more than the "
+    if (pending.bytes > MAX_WRITE_BYTES) {
+      return "its " + write.events().size() + " events take " + pending.bytes + " bytes, more than the "
           + MAX_WRITE_BYTES + " that fit in one message to PostgreSQL (1 GB at most)";
     }
     for (PersistentRepr e : write.events()) {
@@ -403,15 +406,14 @@ final class GroupCommit {
     while (!queue.isEmpty() && batch.size() < share) {
       Pending next = queue.peekFirst();
       int size = next.write.events().size();
-      long writeBytes = bytes(next.write);
-      if (!batch.isEmpty() && (events + size > maxBatchSize || bytes + writeBytes > MAX_BATCH_BYTES)) {
+      if (!batch.isEmpty() && (events + size > maxBatchSize || bytes + next.bytes > MAX_BATCH_BYTES)) {
         break;
       }
       queue.pollFirst();
       if (entities.add(next.write.persistenceId())) {
         batch.add(next);
         events += size;
-        bytes += writeBytes;
+        bytes += next.bytes;
       } else {
         if (later == null) {
           later = new ArrayDeque<>();
