@@ -25,6 +25,7 @@ import java.util.concurrent.atomic.LongAdder;
 import javax.sql.DataSource;
 import org.apache.pekko.Done;
 import com.zaxxer.hikari.HikariDataSource;
+import com.zaxxer.hikari.HikariPoolMXBean;
 import org.postgresql.PGConnection;
 import org.postgresql.copy.CopyIn;
 import org.postgresql.util.PSQLException;
@@ -58,7 +59,9 @@ import org.slf4j.LoggerFactory;
  * uncommitted transaction when the connection drops); an error during the commit may or may not
  * have stored the batch. Either way every write of the batch fails with a {@link
  * JournalException}, and nothing is retried behind the caller's back, so a re-spawned entity sees
- * exactly what was committed.
+ * exactly what was committed. A COPY opened ahead of its batch (see {@link #drainLoop}) whose
+ * connection was lost while it waited may only show the loss at its end: that batch then fails as
+ * "may or may not be stored", although the server had ended the COPY before any row reached it.
  *
  * <p>A writer settles the outcome of each write of its batch while storing it, and then completes
  * all of the batch's stages in one task on the {@code completions} executor (the actor system's
@@ -147,6 +150,9 @@ final class GroupCommit {
   private int storingWrites; // writes in batches being stored; guarded by this
   private int waiting; // writers waiting for a fuller batch; guarded by this
   private final LongAdder copiedBatches = new LongAdder();
+  private final LongAdder copiedAhead = new LongAdder();
+  /** The pool's counts, to see whether anyone waits for a connection; null if not HikariCP. */
+  private final HikariPoolMXBean poolStats;
   private final LongAdder startedWriters = new LongAdder();
 
   GroupCommit(
@@ -166,6 +172,28 @@ final class GroupCommit {
     this.sql = sql;
     this.maxBatchSize = maxBatchSize;
     this.maxInFlight = maxInFlight;
+    this.poolStats = poolStats(dataSource);
+  }
+
+  private static HikariPoolMXBean poolStats(DataSource dataSource) {
+    try {
+      return dataSource.isWrapperFor(HikariDataSource.class)
+          ? dataSource.unwrap(HikariDataSource.class).getHikariPoolMXBean()
+          : null;
+    } catch (SQLException e) {
+      return null;
+    }
+  }
+
+  /**
+   * Whether a writer may keep its connection while it waits for its next batch: only while the
+   * pool has another one idle and nobody waits for one, so that replays, snapshots and other
+   * writers never wait for a writer that waits for writes.
+   */
+  private boolean poolCanSpare() {
+    return poolStats != null
+        && poolStats.getIdleConnections() > 0
+        && poolStats.getThreadsAwaitingConnection() == 0;
   }
 
   CompletionStage<Done> append(AtomicWrite write) {
@@ -247,6 +275,11 @@ final class GroupCommit {
     return copiedBatches.sum();
   }
 
+  /** How many batches were stored by a COPY opened before the batch was taken; for tests. */
+  long copiedAhead() {
+    return copiedAhead.sum();
+  }
+
   /** How many writers (drain loops) were started on the dispatcher; for tests. */
   long startedWriters() {
     return startedWriters.sum();
@@ -300,58 +333,95 @@ final class GroupCommit {
     }
   }
 
-  /** A writer: takes batches until the queue is empty. */
+  /**
+   * A writer: takes batches until the queue is empty.
+   *
+   * <p>After a batch of several writes stored by COPY, it opens the COPY of the next batch
+   * before it waits for that batch to fill: the COPY's first round trip (the statement and the
+   * server's go-ahead) then overlaps the entities' turnaround instead of adding to it. The
+   * connection stays with the writer meanwhile; see {@link Session}.
+   */
   private void drainLoop() {
-    while (true) {
-      List<Pending> batch;
-      synchronized (this) {
-        awaitFullerBatch();
-        batch = nextBatch();
-        if (batch.isEmpty()) {
-          inFlight--;
-          idleIfDone();
-          return;
+    Session session = new Session();
+    boolean mayWait = true;
+    boolean openAhead = false;
+    try {
+      while (true) {
+        if (openAhead && !session.heldTooLong()) {
+          session.openCopy();
+        } else {
+          session.release();
         }
-        lastBatchWrites = batch.size();
-        storingWrites += batch.size();
-      }
-      Error fatal = null;
-      try {
-        store(batch);
-      } catch (RuntimeException | Error e) {
-        // A bug must not strand callers: whatever is not settled yet fails.
-        for (Pending p : batch) {
-          p.fail(
-              new JournalException(
-                  "cannot append events for [" + p.write.persistenceId() + "]: " + e,
-                  p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
-        }
-        if (e instanceof Error error) {
-          fatal = error;
-        }
-      }
-      // The only delivery of the batch: every outcome is settled by now, and nothing touches the
-      // batch's writes after they are handed to the delivery task.
-      deliver(batch);
-      boolean replace = false;
-      synchronized (this) {
-        storingWrites -= batch.size();
-        if (fatal != null) {
-          // This writer ends with the error; a new one takes what is queued, which would
-          // otherwise wait for the next append, and its entities send none while they wait.
-          replace = !closed && !queue.isEmpty();
-          if (!replace) {
+        List<Pending> batch;
+        synchronized (this) {
+          if (mayWait) {
+            awaitFullerBatch();
+          }
+          batch = nextBatch();
+          if (batch.isEmpty() && !session.holding()) {
             inFlight--;
             idleIfDone();
+            return;
+          }
+          if (!batch.isEmpty()) {
+            lastBatchWrites = batch.size();
+            storingWrites += batch.size();
           }
         }
-      }
-      if (fatal != null) {
-        if (replace) {
-          startWriter();
+        if (batch.isEmpty()) {
+          // Hands the connection back before ending; the next round ends the writer unless a
+          // write came in meanwhile, which nobody else would store (this writer still counts).
+          session.release();
+          mayWait = false;
+          openAhead = false;
+          continue;
         }
-        throw fatal;
+        mayWait = true;
+        Error fatal = null;
+        try {
+          store(session, batch);
+        } catch (RuntimeException | Error e) {
+          // A bug must not strand callers: whatever is not settled yet fails.
+          for (Pending p : batch) {
+            p.fail(
+                new JournalException(
+                    "cannot append events for [" + p.write.persistenceId() + "]: " + e,
+                    p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
+          }
+          if (e instanceof Error error) {
+            fatal = error;
+          }
+        }
+        // The only delivery of the batch: every outcome is settled by now, and nothing touches
+        // the batch's writes after they are handed to the delivery task.
+        deliver(batch);
+        openAhead = maxWaitNanos > 0 && batch.size() > 1 && session.copiedCleanly() && poolCanSpare();
+        boolean replace = false;
+        synchronized (this) {
+          storingWrites -= batch.size();
+          if (fatal != null) {
+            // This writer ends with the error; a new one takes what is queued, which would
+            // otherwise wait for the next append, and its entities send none while they wait.
+            replace = !closed && !queue.isEmpty();
+            if (!replace) {
+              inFlight--;
+              idleIfDone();
+            }
+          }
+        }
+        if (fatal != null) {
+          session.discard();
+          if (replace) {
+            startWriter();
+          }
+          throw fatal;
+        }
       }
+    } catch (RuntimeException | Error e) {
+      // Only an error outside store() (which settles its own) gets here; the connection must
+      // not leak either way.
+      session.discard();
+      throw e;
     }
   }
 
@@ -436,16 +506,23 @@ final class GroupCommit {
     return all;
   }
 
-  private void store(List<Pending> batch) {
+  private void store(Session session, List<Pending> batch) {
     long start = System.nanoTime();
     List<Pending> todo = batch;
     List<Pending> conflicts = new ArrayList<>();
     List<Pending> isolate = new ArrayList<>();
-    try (Connection c = dataSource.getConnection()) {
-      boolean fast = true;
+    session.copied = false;
+    try {
       CopyEncoder copy = copyData(batch);
+      CopyIn opened = session.takeCopy();
+      if (opened != null && copy == null) {
+        session.endEmpty(opened);
+        opened = null;
+      }
+      Connection c = session.connection();
+      boolean fast = true;
       if (copy != null) {
-        if (storeByCopy(c, batch, copy, isolate)) {
+        if (storeByCopy(session, batch, copy, isolate, opened)) {
           todo = List.of();
         } else {
           // A stale write: the plain insert would fail the same way.
@@ -527,7 +604,14 @@ final class GroupCommit {
     if (!isolate.isEmpty()) {
       log.debug("Storing {} writes one by one to find the row the server refused", isolate.size());
       for (Pending p : isolate) {
-        store(List.of(p)); // a batch of one is never isolated again
+        store(session, List.of(p)); // a batch of one is never isolated again
+      }
+    }
+    for (Pending p : batch) {
+      if (p.failure != null) {
+        // Not reused for the next batch: the pool checks or replaces a connection that failed.
+        session.release();
+        break;
       }
     }
   }
@@ -565,15 +649,19 @@ final class GroupCommit {
    * a way that skips the stale writes. Otherwise every write of the batch is settled, or set
    * aside in {@code isolate} to be stored alone (see {@link #failOrIsolate}).
    */
-  private boolean storeByCopy(Connection c, List<Pending> batch, CopyEncoder data, List<Pending> isolate)
+  private boolean storeByCopy(
+      Session session, List<Pending> batch, CopyEncoder data, List<Pending> isolate, CopyIn opened)
       throws SQLException {
     int retries = 0;
+    Connection c = session.connection();
     c.setAutoCommit(true);
     try {
       while (true) {
         boolean ending = false;
         try {
-          CopyIn copy = c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
+          boolean ahead = opened != null;
+          CopyIn copy = ahead ? opened : c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
+          opened = null;
           try {
             copy.writeToCopy(data.buffer(), 0, data.length());
             ending = true;
@@ -582,6 +670,10 @@ final class GroupCommit {
             cancelQuietly(copy);
           }
           copiedBatches.increment();
+          if (ahead) {
+            copiedAhead.increment();
+          }
+          session.copied = true;
           succeed(batch);
           return true;
         } catch (SQLException e) {
@@ -590,7 +682,7 @@ final class GroupCommit {
             // connection is broken, ended by the server, or out of step with it: never reuse
             // it. Before the end of the copy nothing can have been committed; after it, anything
             // could.
-            evict(c);
+            session.discard();
             fail(batch, e, ending);
             return true;
           }
@@ -616,6 +708,134 @@ final class GroupCommit {
     }
   }
 
+  /**
+   * A writer's connection, kept from one batch to the next while the writer opens each next
+   * batch's COPY ahead of it, and the COPY so opened. Used by its writer's thread only.
+   *
+   * <p>The writer gives the connection back to the pool whenever it does not open a COPY ahead,
+   * after a batch that failed in any way (the pool then checks or replaces it), and at least
+   * every {@link #HOLD_NANOS}: the pool retires a connection at its maximum lifetime only when
+   * it is given back, and replays and snapshots share the pool.
+   */
+  private final class Session {
+    /** Longest a writer keeps a connection across batches. */
+    private static final long HOLD_NANOS = 1_000_000_000L;
+
+    private Connection connection;
+    private long since;
+    private CopyIn copy;
+    /** Whether the latest batch was stored by COPY. */
+    boolean copied;
+
+    Connection connection() throws SQLException {
+      if (connection == null) {
+        connection = dataSource.getConnection();
+        since = System.nanoTime();
+      }
+      return connection;
+    }
+
+    boolean holding() {
+      return connection != null;
+    }
+
+    boolean heldTooLong() {
+      return connection != null && System.nanoTime() - since > HOLD_NANOS;
+    }
+
+    boolean copiedCleanly() {
+      return copied && connection != null;
+    }
+
+    /**
+     * Opens the next batch's COPY. On an error nothing is lost (no write is taken yet): the
+     * connection is dropped, and the batch gets another one.
+     */
+    void openCopy() {
+      if (copy != null) {
+        return;
+      }
+      try {
+        Connection c = connection();
+        c.setAutoCommit(true);
+        copy = c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
+      } catch (SQLException e) {
+        log.debug("Cannot open the next batch's COPY [{}]", e.getSQLState());
+        discard();
+      }
+    }
+
+    /** The COPY opened ahead, if any; the caller ends it. */
+    CopyIn takeCopy() {
+      CopyIn open = copy;
+      copy = null;
+      return open;
+    }
+
+    /**
+     * Ends a COPY opened ahead with no rows. It stores nothing, and unlike a cancelled COPY it
+     * writes no error into the server's log each time the journal goes idle; a transaction that
+     * wrote nothing commits without a WAL flush.
+     */
+    void endEmpty(CopyIn open) {
+      try {
+        CopyEncoder empty = new CopyEncoder(CopyEncoder.frameSize());
+        empty.finish();
+        open.writeToCopy(empty.buffer(), 0, empty.length());
+        open.endCopy();
+        connection.setAutoCommit(false);
+      } catch (SQLException e) {
+        log.debug("Cannot end the next batch's COPY [{}]", e.getSQLState());
+        discard();
+      }
+    }
+
+    /** Ends a COPY opened ahead and gives the connection back to the pool. */
+    void release() {
+      CopyIn open = takeCopy();
+      if (open != null) {
+        endEmpty(open);
+      }
+      if (connection != null) {
+        try {
+          connection.close();
+        } catch (SQLException e) {
+          log.debug("Cannot give a connection back to the pool [{}]", e.getSQLState());
+        }
+        connection = null;
+      }
+    }
+
+    /**
+     * Drops the connection: it is broken or out of step with the server, and a COPY ran on it
+     * past the pool's own error tracking, so the pool must not hand it out again.
+     */
+    void discard() {
+      copy = null;
+      Connection c = connection;
+      connection = null;
+      if (c == null) {
+        return;
+      }
+      try {
+        HikariDataSource pool = dataSource.unwrap(HikariDataSource.class);
+        if (!pool.isClosed()) {
+          // Closes it at once; it is not given back afterwards, which the pool would refuse.
+          pool.evictConnection(c);
+          return;
+        }
+      } catch (SQLException | RuntimeException e) {
+        log.debug("Cannot evict a connection: {}", e.toString());
+      }
+      try {
+        c.close();
+      } catch (SQLException | RuntimeException e) {
+        // Best effort on a connection already known to be broken.
+        log.debug("Cannot close a broken connection: {}", e.toString());
+      }
+    }
+  }
+
   private static void cancelQuietly(CopyIn copy) {
     if (copy.isActive()) {
       try {
@@ -631,13 +851,6 @@ final class GroupCommit {
     return e instanceof PSQLException p && p.getServerErrorMessage() != null;
   }
 
-  private void evict(Connection c) {
-    try {
-      dataSource.unwrap(HikariDataSource.class).evictConnection(c);
-    } catch (SQLException | RuntimeException e) {
-      log.debug("Cannot evict a connection: {}", e.toString());
-    }
-  }
 
   /**
    * The batch in PostgreSQL's binary COPY format, or null if it cannot be copied because some

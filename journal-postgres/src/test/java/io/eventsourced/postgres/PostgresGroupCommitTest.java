@@ -1,5 +1,6 @@
 package io.eventsourced.postgres;
 
+import static io.eventsourced.postgres.PostgresTestSupport.outcome;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.eventsourced.Persistence;
@@ -23,7 +24,6 @@ import java.util.Map;
 import java.util.Random;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -158,15 +158,6 @@ class PostgresGroupCommitTest {
     @Override
     public void close() throws SQLException {
       c.close();
-    }
-  }
-
-  private static Throwable outcome(CompletableFuture<?> f) throws Exception {
-    try {
-      f.get(20, TimeUnit.SECONDS);
-      return null;
-    } catch (ExecutionException e) {
-      return e.getCause();
     }
   }
 

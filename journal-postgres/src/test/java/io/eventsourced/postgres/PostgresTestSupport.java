@@ -11,6 +11,9 @@ import java.sql.SQLException;
 import java.util.Locale;
 import java.util.Properties;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.junit.jupiter.api.Assumptions;
 import org.slf4j.LoggerFactory;
@@ -95,6 +98,16 @@ final class PostgresTestSupport {
       ps.execute();
     } catch (SQLException e) {
       throw new IllegalStateException("cannot run [" + sql + "]: " + e.getMessage(), e);
+    }
+  }
+
+  /** Waits for a stage (at most 20 s): null if it succeeded, else the error it failed with. */
+  static Throwable outcome(CompletableFuture<?> f) throws Exception {
+    try {
+      f.get(20, TimeUnit.SECONDS);
+      return null;
+    } catch (ExecutionException e) {
+      return e.getCause();
     }
   }
 
