@@ -186,14 +186,15 @@ final class GroupCommit {
   }
 
   /**
-   * Whether a writer may keep its connection while it waits for its next batch: only while the
-   * pool has another one idle and nobody waits for one, so that replays, snapshots and other
-   * writers never wait for a writer that waits for writes.
+   * Whether a writer may keep its connection while it waits for its next batch: only while
+   * nobody waits for one and the pool has as many idle as there may be writers, so that one stays
+   * for a replay or a snapshot even if every other writer takes one. (One that asks while the
+   * writer waits may still wait for it, at most {@code max-batch-wait}.)
    */
   private boolean poolCanSpare() {
     return poolStats != null
-        && poolStats.getIdleConnections() > 0
-        && poolStats.getThreadsAwaitingConnection() == 0;
+        && poolStats.getThreadsAwaitingConnection() == 0
+        && poolStats.getIdleConnections() >= maxInFlight;
   }
 
   CompletionStage<Done> append(AtomicWrite write) {
@@ -275,7 +276,7 @@ final class GroupCommit {
     return copiedBatches.sum();
   }
 
-  /** How many batches were stored by a COPY opened before the batch was taken; for tests. */
+  /** How many batches were sent through a COPY opened before the batch was taken; for tests. */
   long copiedAhead() {
     return copiedAhead.sum();
   }
@@ -345,6 +346,7 @@ final class GroupCommit {
     Session session = new Session();
     boolean mayWait = true;
     boolean openAhead = false;
+    List<Pending> batch = null; // taken and counted in storingWrites, not yet delivered
     try {
       while (true) {
         if (openAhead && !session.heldTooLong()) {
@@ -352,23 +354,24 @@ final class GroupCommit {
         } else {
           session.release();
         }
-        List<Pending> batch;
+        List<Pending> next;
         synchronized (this) {
           if (mayWait) {
             awaitFullerBatch();
           }
-          batch = nextBatch();
-          if (batch.isEmpty() && !session.holding()) {
+          next = nextBatch();
+          if (next.isEmpty() && !session.holding()) {
             inFlight--;
             idleIfDone();
             return;
           }
-          if (!batch.isEmpty()) {
-            lastBatchWrites = batch.size();
-            storingWrites += batch.size();
+          if (!next.isEmpty()) {
+            lastBatchWrites = next.size();
+            storingWrites += next.size();
+            batch = next;
           }
         }
-        if (batch.isEmpty()) {
+        if (next.isEmpty()) {
           // Hands the connection back before ending; the next round ends the writer unless a
           // write came in meanwhile, which nobody else would store (this writer still counts).
           session.release();
@@ -382,12 +385,7 @@ final class GroupCommit {
           store(session, batch);
         } catch (RuntimeException | Error e) {
           // A bug must not strand callers: whatever is not settled yet fails.
-          for (Pending p : batch) {
-            p.fail(
-                new JournalException(
-                    "cannot append events for [" + p.write.persistenceId() + "]: " + e,
-                    p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
-          }
+          failUnsettled(batch, e);
           if (e instanceof Error error) {
             fatal = error;
           }
@@ -395,33 +393,51 @@ final class GroupCommit {
         // The only delivery of the batch: every outcome is settled by now, and nothing touches
         // the batch's writes after they are handed to the delivery task.
         deliver(batch);
-        openAhead = maxWaitNanos > 0 && batch.size() > 1 && session.copiedCleanly() && poolCanSpare();
-        boolean replace = false;
+        boolean spare = poolCanSpare();
         synchronized (this) {
           storingWrites -= batch.size();
-          if (fatal != null) {
-            // This writer ends with the error; a new one takes what is queued, which would
-            // otherwise wait for the next append, and its entities send none while they wait.
-            replace = !closed && !queue.isEmpty();
-            if (!replace) {
-              inFlight--;
-              idleIfDone();
-            }
-          }
+          openAhead = !closed && spare && maxWaitNanos > 0 && batch.size() > 1 && session.copiedCleanly();
         }
+        batch = null;
         if (fatal != null) {
-          session.discard();
-          if (replace) {
-            startWriter();
-          }
           throw fatal;
         }
       }
     } catch (RuntimeException | Error e) {
-      // Only an error outside store() (which settles its own) gets here; the connection must
-      // not leak either way.
+      // This writer ends with the error (from store(), or a bug or an Error around it): its
+      // connection must not leak, its batch's callers must hear, and a new writer takes what is
+      // queued, which would otherwise wait for the next append while its entities wait for it.
       session.discard();
+      if (batch != null) {
+        failUnsettled(batch, e);
+        for (Pending p : batch) {
+          p.complete(); // the first completion wins: a delivered write keeps its outcome
+        }
+      }
+      boolean replace;
+      synchronized (this) {
+        if (batch != null) {
+          storingWrites -= batch.size();
+        }
+        replace = !closed && !queue.isEmpty();
+        if (!replace) {
+          inFlight--;
+          idleIfDone();
+        }
+      }
+      if (replace) {
+        startWriter();
+      }
       throw e;
+    }
+  }
+
+  private static void failUnsettled(List<Pending> batch, Throwable e) {
+    for (Pending p : batch) {
+      p.fail(
+          new JournalException(
+              "cannot append events for [" + p.write.persistenceId() + "]: " + e,
+              p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
     }
   }
 
@@ -653,15 +669,19 @@ final class GroupCommit {
       Session session, List<Pending> batch, CopyEncoder data, List<Pending> isolate, CopyIn opened)
       throws SQLException {
     int retries = 0;
+    boolean ahead = false;
     Connection c = session.connection();
     c.setAutoCommit(true);
     try {
       while (true) {
         boolean ending = false;
         try {
-          boolean ahead = opened != null;
+          ahead = opened != null;
           CopyIn copy = ahead ? opened : c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
           opened = null;
+          if (ahead) {
+            copiedAhead.increment();
+          }
           try {
             copy.writeToCopy(data.buffer(), 0, data.length());
             ending = true;
@@ -670,9 +690,6 @@ final class GroupCommit {
             cancelQuietly(copy);
           }
           copiedBatches.increment();
-          if (ahead) {
-            copiedAhead.increment();
-          }
           session.copied = true;
           succeed(batch);
           return true;
@@ -689,7 +706,9 @@ final class GroupCommit {
           if (isUniqueViolation(e)) {
             return false;
           }
-          if (isTransient(e) && retries++ < MAX_RETRIES) {
+          if ((isTransient(e) || ahead && !isRowError(e)) && retries++ < MAX_RETRIES) {
+            // Also once after an error of a COPY opened ahead that the rows cannot have caused
+            // (a statement_timeout shorter than the wait, say): a fresh COPY may well succeed.
             log.debug("Retrying a batch of {} writes after [{}]", batch.size(), e.getSQLState());
             continue;
           }
@@ -713,9 +732,9 @@ final class GroupCommit {
    * batch's COPY ahead of it, and the COPY so opened. Used by its writer's thread only.
    *
    * <p>The writer gives the connection back to the pool whenever it does not open a COPY ahead,
-   * after a batch that failed in any way (the pool then checks or replaces it), and at least
-   * every {@link #HOLD_NANOS}: the pool retires a connection at its maximum lifetime only when
-   * it is given back, and replays and snapshots share the pool.
+   * after a batch that failed in any way (the pool then checks or replaces it), and after it has
+   * kept it for {@link #HOLD_NANOS} (plus the batch and the wait under way): the pool retires a
+   * connection at its maximum lifetime only when it is given back.
    */
   private final class Session {
     /** Longest a writer keeps a connection across batches. */
