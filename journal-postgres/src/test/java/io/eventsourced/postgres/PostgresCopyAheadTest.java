@@ -97,8 +97,9 @@ class PostgresCopyAheadTest {
    * the writer now waits, its COPY open, for as many writes as that round had (up to
    * max-batch-wait, 1s).
    */
-  private static long[] untilCopyOpenedAhead(PostgresJournal journal, List<PersistenceId> ids, long[] expected)
+  private static long[] untilCopyOpenedAhead(PostgresJournal journal, List<PersistenceId> ids)
       throws Exception {
+    long[] expected = new long[ids.size()];
     for (int r = 0; r < 20; r++) {
       long copied = journal.writer().copiedBatches();
       assertThat(round(journal, ids, expected)).containsOnlyNulls();
@@ -141,6 +142,22 @@ class PostgresCopyAheadTest {
     return seqs;
   }
 
+  /** Sends a round and checks that it went through the COPY the writer had opened ahead. */
+  private static List<Throwable> roundThroughCopyAhead(PostgresJournal journal, List<PersistenceId> ids, long[] expected)
+      throws Exception {
+    long ahead = journal.writer().copiedAhead();
+    List<Throwable> outcomes = round(journal, ids, expected);
+    assertThat(journal.writer().copiedAhead()).as("batches sent through a COPY opened ahead").isEqualTo(ahead + 1);
+    return outcomes;
+  }
+
+  /** Checks that entity i has exactly its events 1 to {@code counts[i]} stored. */
+  private static void assertStored(PostgresJournal journal, List<PersistenceId> ids, long[] counts) throws Exception {
+    for (int i = 0; i < ids.size(); i++) {
+      assertThat(stored(journal, ids.get(i))).as("events of " + ids.get(i)).containsExactlyElementsOf(upTo(counts[i]));
+    }
+  }
+
   private static List<Long> upTo(long n) {
     List<Long> seqs = new ArrayList<>();
     for (long s = 1; s <= n; s++) {
@@ -154,17 +171,13 @@ class PostgresCopyAheadTest {
   void storesThroughItAndEndsItWhenIdle() throws Exception {
     PostgresJournal journal = journal(testKit);
     List<PersistenceId> ids = entities();
-    long[] expected = untilCopyOpenedAhead(journal, ids, new long[ids.size()]);
-    long ahead = journal.writer().copiedAhead();
-    assertThat(round(journal, ids, expected)).containsOnlyNulls();
-    assertThat(journal.writer().copiedAhead()).as("batches sent through a COPY opened ahead").isEqualTo(ahead + 1);
+    long[] expected = untilCopyOpenedAhead(journal, ids);
+    assertThat(roundThroughCopyAhead(journal, ids, expected)).containsOnlyNulls();
     assertThat(awaitBackendsInCopy(1)).as("the next COPY opened while the writer waits").isTrue();
     // No writes come: after max-batch-wait the writer ends its COPY (storing nothing) and stops.
     assertThat(awaitBackendsInCopy(0) || awaitBackendsInCopy(0) || awaitBackendsInCopy(0))
         .as("no COPY left once the journal is idle").isTrue();
-    for (int i = 0; i < ids.size(); i++) {
-      assertThat(stored(journal, ids.get(i))).containsExactlyElementsOf(upTo(expected[i]));
-    }
+    assertStored(journal, ids, expected);
   }
 
   @Test
@@ -172,21 +185,19 @@ class PostgresCopyAheadTest {
   void staleWriteThroughIt() throws Exception {
     PostgresJournal journal = journal(testKit);
     List<PersistenceId> ids = entities();
-    long[] expected = untilCopyOpenedAhead(journal, ids, new long[ids.size()]);
-    long ahead = journal.writer().copiedAhead();
+    long[] expected = untilCopyOpenedAhead(journal, ids);
     long[] sent = expected.clone();
     sent[2] = expected[2] - 1; // known to be stored, so the batch is copied; the COPY then fails
-    List<Throwable> outcomes = round(journal, ids, sent);
-    assertThat(journal.writer().copiedAhead()).as("batches sent through a COPY opened ahead").isEqualTo(ahead + 1);
+    List<Throwable> outcomes = roundThroughCopyAhead(journal, ids, sent);
     for (int i = 0; i < ids.size(); i++) {
       if (i == 2) {
         assertThat(outcomes.get(i)).isInstanceOf(ConcurrencyConflictException.class);
-        assertThat(stored(journal, ids.get(i))).containsExactlyElementsOf(upTo(expected[i]));
       } else {
         assertThat(outcomes.get(i)).isNull();
-        assertThat(stored(journal, ids.get(i))).containsExactlyElementsOf(upTo(expected[i] + 1));
+        expected[i]++;
       }
     }
+    assertStored(journal, ids, expected);
   }
 
   @Test
@@ -194,7 +205,7 @@ class PostgresCopyAheadTest {
   void terminatedWhileItWaits() throws Exception {
     PostgresJournal journal = journal(testKit);
     List<PersistenceId> ids = entities();
-    long[] expected = untilCopyOpenedAhead(journal, ids, new long[ids.size()]);
+    long[] expected = untilCopyOpenedAhead(journal, ids);
     int terminated = 0;
     try (Connection admin = PostgresTestSupport.connect(PostgresTestSupport.defaults());
         PreparedStatement ps = admin.prepareStatement("SELECT pg_terminate_backend(pid)" + IN_COPY);
@@ -204,28 +215,21 @@ class PostgresCopyAheadTest {
       }
     }
     assertThat(terminated).as("backends terminated in their COPY").isEqualTo(1);
-    long ahead = journal.writer().copiedAhead();
-    long[] before = expected.clone();
-    List<Throwable> outcomes = round(journal, ids, expected);
-    assertThat(journal.writer().copiedAhead()).as("batches sent through a COPY opened ahead").isEqualTo(ahead + 1);
     // The batch sent through the dead COPY fails, and nothing of it is stored: the server ended
     // the COPY before it got any row. Every caller whose write failed is told so (the driver may
-    // only learn it at the end of the COPY, so the message may call the outcome unknown).
+    // only learn it at the end of the COPY, so the message may call the outcome unknown); a
+    // write that succeeded went in a later batch. round() counts only the successes.
+    List<Throwable> outcomes = roundThroughCopyAhead(journal, ids, expected);
     assertThat(outcomes).as("failed writes").anyMatch(error -> error != null);
-    for (int i = 0; i < ids.size(); i++) {
-      if (outcomes.get(i) == null) {
-        assertThat(stored(journal, ids.get(i))).containsExactlyElementsOf(upTo(before[i] + 1));
-      } else {
-        assertThat(outcomes.get(i)).isInstanceOf(JournalException.class)
-            .isNotInstanceOf(ConcurrencyConflictException.class);
-        assertThat(stored(journal, ids.get(i))).containsExactlyElementsOf(upTo(before[i]));
+    for (Throwable error : outcomes) {
+      if (error != null) {
+        assertThat(error).isInstanceOf(JournalException.class).isNotInstanceOf(ConcurrencyConflictException.class);
       }
     }
+    assertStored(journal, ids, expected);
     // The writer goes on with a new connection.
     assertThat(round(journal, ids, expected)).containsOnlyNulls();
-    for (int i = 0; i < ids.size(); i++) {
-      assertThat(stored(journal, ids.get(i))).containsExactlyElementsOf(upTo(expected[i]));
-    }
+    assertStored(journal, ids, expected);
   }
 
   @Test
@@ -233,15 +237,11 @@ class PostgresCopyAheadTest {
   void cancelledWhileItWaits() throws Exception {
     PostgresJournal journal = journal(statementTimeout);
     List<PersistenceId> ids = entities();
-    long[] expected = untilCopyOpenedAhead(journal, ids, new long[ids.size()]);
+    long[] expected = untilCopyOpenedAhead(journal, ids);
     // Past the server's statement_timeout: the server cancels the COPY as soon as rows reach it.
     Thread.sleep(400);
-    long ahead = journal.writer().copiedAhead();
-    assertThat(round(journal, ids, expected)).containsOnlyNulls();
-    assertThat(journal.writer().copiedAhead()).as("batches sent through a COPY opened ahead").isEqualTo(ahead + 1);
-    for (int i = 0; i < ids.size(); i++) {
-      assertThat(stored(journal, ids.get(i))).containsExactlyElementsOf(upTo(expected[i]));
-    }
+    assertThat(roundThroughCopyAhead(journal, ids, expected)).containsOnlyNulls();
+    assertStored(journal, ids, expected);
   }
 
   @Test
