@@ -235,8 +235,9 @@ final class GroupCommit {
     try {
       executor.execute(this::drainLoop);
       startedWriters.increment();
-    } catch (RejectedExecutionException e) {
-      // The dispatcher is shutting down: nobody will write what is queued.
+    } catch (RuntimeException e) {
+      // The dispatcher is shutting down (or refuses for another reason): nobody will write what
+      // is queued.
       List<Pending> orphans;
       synchronized (this) {
         inFlight--;
@@ -346,7 +347,8 @@ final class GroupCommit {
     Session session = new Session();
     boolean mayWait = true;
     boolean openAhead = false;
-    List<Pending> batch = null; // taken and counted in storingWrites, not yet delivered
+    List<Pending> batch = null; // taken and counted in storingWrites
+    boolean handedOff = false; // batch given to the delivery task
     try {
       while (true) {
         if (openAhead && !session.heldTooLong()) {
@@ -369,6 +371,7 @@ final class GroupCommit {
             lastBatchWrites = next.size();
             storingWrites += next.size();
             batch = next;
+            handedOff = false;
           }
         }
         if (next.isEmpty()) {
@@ -384,8 +387,10 @@ final class GroupCommit {
         try {
           store(session, batch);
         } catch (RuntimeException | Error e) {
-          // A bug must not strand callers: whatever is not settled yet fails.
+          // A bug must not strand callers: whatever is not settled yet fails. The connection
+          // may be anywhere in the protocol (even inside a COPY): the pool must not get it back.
           failUnsettled(batch, e);
+          session.discard();
           if (e instanceof Error error) {
             fatal = error;
           }
@@ -393,6 +398,7 @@ final class GroupCommit {
         // The only delivery of the batch: every outcome is settled by now, and nothing touches
         // the batch's writes after they are handed to the delivery task.
         deliver(batch);
+        handedOff = true;
         boolean spare = poolCanSpare();
         synchronized (this) {
           storingWrites -= batch.size();
@@ -408,10 +414,10 @@ final class GroupCommit {
       // connection must not leak, its batch's callers must hear, and a new writer takes what is
       // queued, which would otherwise wait for the next append while its entities wait for it.
       session.discard();
-      if (batch != null) {
+      if (batch != null && !handedOff) {
         failUnsettled(batch, e);
         for (Pending p : batch) {
-          p.complete(); // the first completion wins: a delivered write keeps its outcome
+          p.complete();
         }
       }
       boolean replace;
@@ -718,11 +724,13 @@ final class GroupCommit {
         }
       }
     } finally {
-      try {
-        c.setAutoCommit(false);
-      } catch (SQLException e) {
-        // A broken connection; it is evicted or the pool discards it.
-        log.debug("Cannot reset autocommit [{}]", e.getSQLState());
+      if (session.holds(c)) {
+        try {
+          c.setAutoCommit(false);
+        } catch (SQLException e) {
+          // A broken connection; the pool discards it.
+          log.debug("Cannot reset autocommit [{}]", e.getSQLState());
+        }
       }
     }
   }
@@ -756,6 +764,11 @@ final class GroupCommit {
 
     boolean holding() {
       return connection != null;
+    }
+
+    /** Whether {@code c} is still this session's connection (not dropped since). */
+    boolean holds(Connection c) {
+      return connection == c;
     }
 
     boolean heldTooLong() {
@@ -803,8 +816,8 @@ final class GroupCommit {
         open.writeToCopy(empty.buffer(), 0, empty.length());
         open.endCopy();
         connection.setAutoCommit(false);
-      } catch (SQLException e) {
-        log.debug("Cannot end the next batch's COPY [{}]", e.getSQLState());
+      } catch (SQLException | RuntimeException e) {
+        log.debug("Cannot end the next batch's COPY: {}", e.toString());
         discard();
       }
     }
