@@ -683,7 +683,7 @@ final class GroupCommit {
         boolean ending = false;
         try {
           ahead = opened != null;
-          CopyIn copy = ahead ? opened : c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
+          CopyIn copy = ahead ? opened : startCopy(c);
           opened = null;
           if (ahead) {
             copiedAhead.increment();
@@ -790,7 +790,7 @@ final class GroupCommit {
       try {
         Connection c = connection();
         c.setAutoCommit(true);
-        copy = c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
+        copy = startCopy(c);
       } catch (SQLException e) {
         log.debug("Cannot open the next batch's COPY [{}]", e.getSQLState());
         discard();
@@ -866,6 +866,11 @@ final class GroupCommit {
         log.debug("Cannot close a broken connection: {}", e.toString());
       }
     }
+  }
+
+  /** Sends the journal's COPY statement and waits until the server is ready for rows. */
+  private CopyIn startCopy(Connection c) throws SQLException {
+    return c.unwrap(PGConnection.class).getCopyAPI().copyIn(sql.copyIn);
   }
 
   private static void cancelQuietly(CopyIn copy) {
