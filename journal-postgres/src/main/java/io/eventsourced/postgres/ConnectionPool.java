@@ -28,7 +28,7 @@ final class ConnectionPool {
   private static final String INSUFFICIENT_PRIVILEGE = "42501";
 
   /** Advisory lock key that serialises concurrent setups (two JVMs starting at once). */
-  private static final long SETUP_LOCK = 0x6576656e74736f75L; // "eventsou"
+  static final long SETUP_LOCK = 0x6576656e74736f75L; // "eventsou"
 
   /**
    * Pools by actor system (by identity: two systems of the same name are still two) and
@@ -171,8 +171,11 @@ final class ConnectionPool {
   /**
    * Creates schema and tables idempotently (settings {@code setup = on}) or, with setup off,
    * checks that the tables exist, so that a missing table fails start rather than the first write.
+   *
+   * @param configPath the plugin's config path, to name its keys in errors
    */
-  static void prepareSchema(DataSource dataSource, PostgresSettings s, Sql sql, String table) {
+  static void prepareSchema(
+      DataSource dataSource, PostgresSettings s, Sql sql, String table, String configPath) {
     try (Connection c = dataSource.getConnection()) {
       try {
         if (s.setup() && !allExist(c, sql)) {
@@ -180,27 +183,40 @@ final class ConnectionPool {
             lock.setLong(1, SETUP_LOCK);
             lock.execute();
           }
+          boolean schemaExists = exists(c, sql.schemaExists, s.schema());
+          if (s.orderingIndex() && !exists(c, sql.tableExists, sql.orderingIndex) && holdsEvents(c, sql)) {
+            throw new IllegalStateException(
+                "[" + configPath + ".ordering-index] is on, but table [" + sql.journal
+                    + "] already holds events and has no index [" + sql.orderingIndex
+                    + "]: building it at start would block every write to the table until it is"
+                    + " built. Build it online, then start again: " + sql.createOrderingIndexOnline
+                    + "; or set ordering-index = off");
+          }
           for (String ddl : sql.ddl) {
+            // CREATE SCHEMA IF NOT EXISTS needs the database's CREATE right even when the schema
+            // exists; a user given CREATE on an existing schema can still create the tables.
+            if (schemaExists && Sql.createsSchema(ddl)) {
+              continue;
+            }
             try (PreparedStatement st = c.prepareStatement(ddl)) {
               st.execute();
             }
           }
         } else if (!s.setup()) {
-          try (PreparedStatement ps = c.prepareStatement(sql.tableExists)) {
-            ps.setString(1, table);
-            try (ResultSet rs = ps.executeQuery()) {
-              rs.next();
-              if (!rs.getBoolean(1)) {
-                throw new IllegalStateException(
-                    "table [" + table + "] does not exist at [" + s.safeUrl()
-                        + "] and setup is off: create it with schema.sql or set setup = on");
-              }
-            }
+          if (!exists(c, sql.tableExists, table)) {
+            throw new IllegalStateException(
+                "table [" + table + "] does not exist at [" + s.safeUrl()
+                    + "] and setup is off: create it with schema.sql or set setup = on");
           }
         }
         c.commit();
       } catch (SQLException | RuntimeException e) {
-        c.rollback();
+        // A broken connection fails the rollback too; the first error is the one to report.
+        try {
+          c.rollback();
+        } catch (SQLException rollback) {
+          e.addSuppressed(rollback);
+        }
         throw e;
       }
     } catch (SQLException e) {
@@ -214,6 +230,28 @@ final class ConnectionPool {
           "cannot " + (s.setup() ? "create the schema objects of" : "check") + " [" + table
               + "] at [" + s.safeUrl() + "] as user [" + s.user() + "]: " + e.getMessage() + hint,
           e);
+    }
+  }
+
+  private static boolean exists(Connection c, String query, String name) throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement(query)) {
+      ps.setString(1, name);
+      try (ResultSet rs = ps.executeQuery()) {
+        rs.next();
+        return rs.getBoolean(1);
+      }
+    }
+  }
+
+  /** Whether the journal table exists and holds a row. */
+  private static boolean holdsEvents(Connection c, Sql sql) throws SQLException {
+    if (!exists(c, sql.tableExists, sql.journal)) {
+      return false;
+    }
+    try (PreparedStatement ps = c.prepareStatement(sql.journalHoldsEvents);
+        ResultSet rs = ps.executeQuery()) {
+      rs.next();
+      return rs.getBoolean(1);
     }
   }
 

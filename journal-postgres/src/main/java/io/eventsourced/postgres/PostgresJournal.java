@@ -75,7 +75,7 @@ public final class PostgresJournal implements Journal {
     this.sql = new Sql(settings);
     this.pool = ConnectionPool.acquire(context.system(), settings);
     try {
-      ConnectionPool.prepareSchema(pool.dataSource(), settings, sql, sql.journal);
+      ConnectionPool.prepareSchema(pool.dataSource(), settings, sql, sql.journal, context.configPath());
     } catch (RuntimeException e) {
       pool.release();
       throw e;
@@ -155,6 +155,9 @@ public final class PostgresJournal implements Journal {
       long remaining,
       Consumer<PersistentRepr> onEvent,
       CompletableFuture<Done> result) {
+    if (result.isDone()) {
+      return; // the caller cancelled the replay (or gave up on it): read no further page
+    }
     int limit = (int) Math.min(remaining, settings.replayFetchSize());
     long delivered = 0;
     long next = from;
@@ -171,6 +174,9 @@ public final class PostgresJournal implements Journal {
         try (ResultSet rs = ps.executeQuery()) {
           Manifests manifests = new Manifests();
           while (rs.next()) {
+            if (result.isDone()) {
+              return;
+            }
             long sequenceNr = rs.getLong(1);
             PersistentRepr event;
             try {
@@ -243,7 +249,7 @@ public final class PostgresJournal implements Journal {
             result.complete(highest);
           }
         } finally {
-          c.rollback();
+          rollbackQuietly(c);
         }
       } catch (SQLException e) {
         result.completeExceptionally(
@@ -253,6 +259,18 @@ public final class PostgresJournal implements Journal {
       }
     });
     return result;
+  }
+
+  /**
+   * Ends a read-only transaction. On a broken connection the rollback fails as well, and must
+   * not replace the error that broke it; the pool discards such a connection.
+   */
+  private static void rollbackQuietly(Connection c) {
+    try {
+      c.rollback();
+    } catch (SQLException e) {
+      log.debug("Cannot roll back [{}]", e.getSQLState());
+    }
   }
 
   /** Runs blocking work on the plugin dispatcher; any escaping exception fails the stage. */

@@ -6,6 +6,7 @@ import java.time.Duration;
 import java.util.Objects;
 import java.util.Set;
 import java.util.function.Supplier;
+import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
@@ -74,6 +75,9 @@ public record PostgresSettings(
   /** Suffix of the by-type ordering index name, appended to the journal table name. */
   static final String ORDERING_INDEX_SUFFIX = "_type_ordering_idx";
 
+  /** The user information of a URL's authority ({@code //user:password@host}). */
+  private static final Pattern USER_INFO = Pattern.compile("^jdbc:postgresql://([^/?#]*)@");
+
   private static final Set<String> SSL_MODES =
       Set.of("disable", "allow", "prefer", "require", "verify-ca", "verify-full");
 
@@ -113,6 +117,11 @@ public record PostgresSettings(
       password = null;
     }
     check(url.startsWith("jdbc:postgresql:"), "url", () -> "must start with jdbc:postgresql:");
+    // pgjdbc would take "user:password@host" for a host name, and put the password into its
+    // "unknown host" error.
+    check(!USER_INFO.matcher(url).find(), "url",
+        () -> "must not hold a user or password before the host (user:password@host), which pgjdbc"
+            + " does not read; set user and password instead (url was [" + maskUrl(url) + "])");
     check(!user.isBlank(), "user", () -> "must not be empty");
     check(SSL_MODES.contains(sslMode), "ssl-mode", () -> "must be one of " + SSL_MODES);
     checkIdentifier(schema, "schema");
@@ -185,7 +194,15 @@ public record PostgresSettings(
    * @return the URL
    */
   public String safeUrl() {
-    return url.replaceAll("(?i)(password=)[^&;]*", "$1***");
+    return maskUrl(url);
+  }
+
+  private static String maskUrl(String url) {
+    String masked = url.replaceAll("(?i)(password=)[^&;]*", "$1***");
+    Matcher userInfo = USER_INFO.matcher(masked);
+    return userInfo.find()
+        ? masked.substring(0, userInfo.start(1)) + "***" + masked.substring(userInfo.end(1))
+        : masked;
   }
 
   @Override

@@ -60,7 +60,7 @@ public final class PostgresSnapshotStore implements SnapshotStore {
     this.sql = new Sql(settings);
     this.pool = ConnectionPool.acquire(context.system(), settings);
     try {
-      ConnectionPool.prepareSchema(pool.dataSource(), settings, sql, sql.snapshot);
+      ConnectionPool.prepareSchema(pool.dataSource(), settings, sql, sql.snapshot, context.configPath());
     } catch (RuntimeException e) {
       pool.release();
       throw e;

@@ -58,6 +58,14 @@ final class Sql {
   final String snapshotLoadLatest;
   final String snapshotDelete;
   final String tableExists;
+  /** Whether a schema of the given (unquoted) name exists. */
+  final String schemaExists;
+  /** Whether the journal table holds any row. */
+  final String journalHoldsEvents;
+  /** The ordering index, schema qualified and quoted. */
+  final String orderingIndex;
+  /** The ordering index's DDL without blocking writes, for a DBA to run on a filled table. */
+  final String createOrderingIndexOnline;
   /**
    * The relations {@code setup = on} creates (tables, and the ordering index when on), schema
    * qualified and quoted: when all exist, setup runs no DDL, so an application user without
@@ -133,10 +141,19 @@ final class Sql {
     snapshotDelete =
         "DELETE FROM " + snapshot + " WHERE type_name = ? AND entity_id = ? AND sequence_nr <= ?";
     tableExists = "SELECT to_regclass(?) IS NOT NULL";
+    schemaExists = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ?)";
+    journalHoldsEvents = "SELECT EXISTS (SELECT 1 FROM " + journal + ")";
+    String indexName = quote(settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX);
+    orderingIndex = schema + "." + indexName;
+    createOrderingIndexOnline =
+        "CREATE INDEX CONCURRENTLY " + indexName + " ON " + journal + " (type_name, ordering)";
     setupObjects =
-        settings.orderingIndex()
-            ? List.of(journal, snapshot, schema + "." + quote(settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX))
-            : List.of(journal, snapshot);
+        settings.orderingIndex() ? List.of(journal, snapshot, orderingIndex) : List.of(journal, snapshot);
+  }
+
+  /** Whether a statement of {@link #ddl} is the schema's creation. */
+  static boolean createsSchema(String ddl) {
+    return ddl.stripLeading().regionMatches(true, 0, "CREATE SCHEMA ", 0, 14);
   }
 
   /**

@@ -135,4 +135,21 @@ class PostgresSecurityTest {
     assertThat(settings.toString()).doesNotContain("s3cret").contains("password=***");
     assertThat(settings.safeUrl()).isEqualTo("jdbc:postgresql://db:5432/app?password=***&ssl=true");
   }
+
+  @Test
+  @DisplayName("rejects a URL with a user and password before the host, without repeating the password")
+  void rejectsUserInfoInUrl() {
+    assertThatThrownBy(() -> PostgresSettings.fromConfig(
+            ConfigFactory.parseString(
+                    "eventsourced.postgres.url = \"jdbc:postgresql://bob:s3cret-info@db:5432/app?password=s3cret-url\"")
+                .withFallback(ConfigFactory.defaultReferenceUnresolved())
+                .resolve()
+                .getConfig("eventsourced.journal.postgres"),
+            "eventsourced.journal.postgres"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[eventsourced.journal.postgres.url]")
+        .hasMessageContaining("user:password@host")
+        .hasMessageContaining("jdbc:postgresql://***@db:5432/app?password=***")
+        .hasMessageNotContaining("s3cret");
+  }
 }

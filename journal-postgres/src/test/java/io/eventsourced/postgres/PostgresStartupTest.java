@@ -329,4 +329,134 @@ class PostgresStartupTest {
       PostgresTestSupport.dropSchema(with);
     }
   }
+
+  @Test
+  @DisplayName("with ordering-index on, create the index on an empty journal table but refuse to build it at start on one holding events")
+  void orderingIndexOnExistingTable() throws Exception {
+    String filled = PostgresTestSupport.freshSchema("filled_no_idx");
+    String empty = PostgresTestSupport.freshSchema("empty_no_idx");
+    try {
+      for (String schema : List.of(filled, empty)) {
+        ActorTestKit off = PostgresTestSupport.testKit(schema, "");
+        try {
+          Journal journal = Persistence.get(off.system()).journal();
+          if (schema.equals(filled)) {
+            PersistenceId id = PersistenceId.of("t", "kept");
+            journal.append(new AtomicWrite(id, 0, List.of(
+                    new PersistentRepr(id, 1, 4, "", new byte[] {1}),
+                    new PersistentRepr(id, 2, 4, "", new byte[] {2}))))
+                .toCompletableFuture().get(10, TimeUnit.SECONDS);
+          }
+        } finally {
+          off.shutdownTestKit();
+        }
+      }
+      String on = "eventsourced.postgres.ordering-index = on\n";
+      ActorTestKit refused = PostgresTestSupport.testKit(filled, on);
+      try {
+        assertThatThrownBy(() -> Persistence.get(refused.system()).journal())
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("[eventsourced.journal.postgres.ordering-index] is on")
+            .hasMessageContaining(filled)
+            .hasMessageContaining("CREATE INDEX CONCURRENTLY");
+      } finally {
+        refused.shutdownTestKit();
+      }
+      assertThat(orderingIndexes(filled)).as("no index built at start").isZero();
+      assertThat(rows(filled)).as("the stored events are untouched").isEqualTo(2);
+
+      // The statement the message gives builds the index; the next start then uses it.
+      PostgresSettings settings = settings("eventsourced.postgres.ordering-index = on\n"
+          + "eventsourced.postgres.schema = \"" + filled + "\"");
+      PostgresTestSupport.execute(new Sql(settings).createOrderingIndexOnline);
+      for (String schema : List.of(filled, empty)) {
+        ActorTestKit started = PostgresTestSupport.testKit(schema, on);
+        try {
+          assertThat(Persistence.get(started.system()).journal()).isInstanceOf(PostgresJournal.class);
+        } finally {
+          started.shutdownTestKit();
+        }
+        assertThat(orderingIndexes(schema)).as("ordering index in %s", schema).isEqualTo(1);
+      }
+    } finally {
+      PostgresTestSupport.dropSchema(filled);
+      PostgresTestSupport.dropSchema(empty);
+    }
+  }
+
+  @Test
+  @DisplayName("with setup on, create the tables as a user with CREATE on the existing schema only")
+  void setupInExistingSchema() throws Exception {
+    String schema = PostgresTestSupport.freshSchema("dba_schema");
+    String role = PostgresTestSupport.freshSchema("schema_role");
+    PostgresTestSupport.execute("CREATE SCHEMA " + schema);
+    // No CREATE on the database, which CREATE SCHEMA IF NOT EXISTS would need even for an
+    // existing schema.
+    PostgresTestSupport.execute("CREATE ROLE " + role + " LOGIN PASSWORD 'schema-secret'");
+    try {
+      PostgresTestSupport.execute("GRANT USAGE, CREATE ON SCHEMA " + schema + " TO " + role);
+      ActorTestKit app = PostgresTestSupport.testKit(schema,
+          "eventsourced.postgres.user = \"" + role + "\"\n"
+              + "eventsourced.postgres.password = \"schema-secret\"\n");
+      try {
+        Journal journal = Persistence.get(app.system()).journal();
+        SnapshotStore snapshots = Persistence.get(app.system()).snapshotStore();
+        PersistenceId id = PersistenceId.of("t", "own");
+        journal.append(new AtomicWrite(id, 0, List.of(new PersistentRepr(id, 1, 4, "", new byte[] {1}))))
+            .toCompletableFuture().get(10, TimeUnit.SECONDS);
+        snapshots.save(new SnapshotRecord(id, 1, 4, "", new byte[] {9})).toCompletableFuture().get(10, TimeUnit.SECONDS);
+      } finally {
+        app.shutdownTestKit();
+      }
+      assertThat(rows(schema)).isEqualTo(1);
+    } finally {
+      PostgresTestSupport.dropSchema(schema);
+      PostgresTestSupport.execute("DROP OWNED BY " + role);
+      PostgresTestSupport.execute("DROP ROLE " + role);
+    }
+  }
+
+  @Test
+  @DisplayName("report why setup failed when its connection breaks, not the failed rollback")
+  void setupFailureNotMaskedByRollback() throws Exception {
+    String schema = PostgresTestSupport.freshSchema("setup_blocked");
+    // Another starting node holds the setup lock: this start waits for it until its socket times out.
+    try (java.sql.Connection other = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        java.sql.PreparedStatement lock = other.prepareStatement("SELECT pg_advisory_lock(?)")) {
+      lock.setLong(1, ConnectionPool.SETUP_LOCK);
+      lock.execute();
+      ActorTestKit kit = PostgresTestSupport.testKit(schema, "eventsourced.postgres.socket-timeout = 1s\n");
+      try {
+        assertThatThrownBy(() -> Persistence.get(kit.system()).journal())
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("cannot create the schema objects of")
+            .hasMessageContaining("I/O error");
+      } finally {
+        kit.shutdownTestKit();
+      }
+    } finally {
+      PostgresTestSupport.dropSchema(schema);
+    }
+  }
+
+  private static long orderingIndexes(String schema) throws Exception {
+    try (java.sql.Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        java.sql.PreparedStatement ps = c.prepareStatement(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = ? AND indexname = 'event_journal_type_ordering_idx'")) {
+      ps.setString(1, schema);
+      try (java.sql.ResultSet rs = ps.executeQuery()) {
+        rs.next();
+        return rs.getLong(1);
+      }
+    }
+  }
+
+  private static long rows(String schema) throws Exception {
+    try (java.sql.Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults());
+        java.sql.PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM " + Sql.quote(schema) + ".event_journal");
+        java.sql.ResultSet rs = ps.executeQuery()) {
+      rs.next();
+      return rs.getLong(1);
+    }
+  }
 }
