@@ -155,9 +155,6 @@ public final class PostgresJournal implements Journal {
       long remaining,
       Consumer<PersistentRepr> onEvent,
       CompletableFuture<Done> result) {
-    if (result.isDone()) {
-      return; // the caller cancelled the replay (or gave up on it): read no further page
-    }
     int limit = (int) Math.min(remaining, settings.replayFetchSize());
     long delivered = 0;
     long next = from;
@@ -175,7 +172,7 @@ public final class PostgresJournal implements Journal {
           Manifests manifests = new Manifests();
           while (rs.next()) {
             if (result.isDone()) {
-              return;
+              return; // the caller cancelled the replay: deliver nothing more, read no next page
             }
             long sequenceNr = rs.getLong(1);
             PersistentRepr event;

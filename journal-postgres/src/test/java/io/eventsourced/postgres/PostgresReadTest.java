@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -59,25 +60,26 @@ class PostgresReadTest {
   void replayStopsWhenCancelled() throws Exception {
     PersistenceId id = stored(1_000);
     AtomicLong delivered = new AtomicLong();
-    // A slow consumer (2 ms an event): the whole replay would take two seconds.
+    CountDownLatch reached = new CountDownLatch(1);
+    CountDownLatch cancelled = new CountDownLatch(1);
+    // The consumer holds event 75, in the middle of the second page of 50, until the caller
+    // has cancelled the replay.
     CompletableFuture<?> replay =
         journal.replay(id, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> {
-          delivered.incrementAndGet();
-          try {
-            Thread.sleep(2);
-          } catch (InterruptedException interrupted) {
-            Thread.currentThread().interrupt();
+          if (delivered.incrementAndGet() == 75) {
+            reached.countDown();
+            try {
+              cancelled.await(10, TimeUnit.SECONDS);
+            } catch (InterruptedException interrupted) {
+              Thread.currentThread().interrupt();
+            }
           }
         }).toCompletableFuture();
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-    while (delivered.get() < 80 && System.nanoTime() < deadline) {
-      Thread.sleep(1);
-    }
+    assertThat(reached.await(10, TimeUnit.SECONDS)).isTrue();
     assertThat(replay.cancel(false)).as("cancelled while under way").isTrue();
-    long atCancel = delivered.get();
-    Thread.sleep(600);
-    // At most the event being delivered when the replay was cancelled.
-    assertThat(delivered.get()).isBetween(atCancel, atCancel + 1);
+    cancelled.countDown();
+    Thread.sleep(500);
+    assertThat(delivered.get()).isEqualTo(75);
   }
 
   @Test
