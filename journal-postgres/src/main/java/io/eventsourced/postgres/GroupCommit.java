@@ -124,6 +124,7 @@ final class GroupCommit {
         promise.completeExceptionally(
             new JournalException(
                 "cannot confirm the append of events for [" + write.persistenceId()
+                    + "] from sequenceNr [" + (write.expectedSequenceNr() + 1)
                     + "]: the journal lost track of the write, the events may or may not be stored",
                 write.persistenceId(), write.expectedSequenceNr() + 1, null));
       } else if (failure == null) {
@@ -247,7 +248,8 @@ final class GroupCommit {
       for (Pending p : orphans) {
         p.promise.completeExceptionally(
             new JournalException(
-                "cannot append events for [" + p.write.persistenceId() + "]: the journal's dispatcher rejected the write",
+                "cannot append events for [" + p.write.persistenceId() + "] from sequenceNr ["
+                    + (p.write.expectedSequenceNr() + 1) + "]: the journal's dispatcher rejected the write",
                 p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
       }
     }
@@ -442,7 +444,8 @@ final class GroupCommit {
     for (Pending p : batch) {
       p.fail(
           new JournalException(
-              "cannot append events for [" + p.write.persistenceId() + "]: " + e,
+              "cannot append events for [" + p.write.persistenceId() + "] from sequenceNr ["
+                  + (p.write.expectedSequenceNr() + 1) + "]: " + e,
               p.write.persistenceId(), p.write.expectedSequenceNr() + 1, e));
     }
   }
@@ -580,6 +583,8 @@ final class GroupCommit {
               partial |= n > 0;
             }
           }
+          // From here on the conflicts are settled as such, whatever happens to the rest.
+          todo = whole;
           if (!partial) {
             committing = true;
             c.commit();
@@ -588,7 +593,6 @@ final class GroupCommit {
           }
           // Part of a conflicting write landed: undo everything and store the rest again.
           c.rollback();
-          todo = whole;
         } catch (SQLException e) {
           rollbackQuietly(c);
           if (fast && !committing && isUniqueViolation(e)) {
@@ -612,11 +616,12 @@ final class GroupCommit {
         reportConflicts(c, conflicts);
       }
     } catch (SQLException e) {
-      // No connection (pool timeout, server down) or closing it failed.
-      fail(batch, e, false);
+      // No connection (pool timeout, server down) or closing it failed. Conflicts found before
+      // are still conflicts: settled first, as the first settlement wins.
       for (Pending p : conflicts) {
         p.fail(new ConcurrencyConflictException(p.write.persistenceId(), p.write.expectedSequenceNr(), -1));
       }
+      fail(batch, e, false);
     }
     if (log.isDebugEnabled()) {
       log.debug(
@@ -1162,7 +1167,8 @@ final class GroupCommit {
 
   private static JournalException closedError(AtomicWrite write) {
     return new JournalException(
-        "cannot append events for [" + write.persistenceId() + "]: the journal is closed",
+        "cannot append events for [" + write.persistenceId() + "] from sequenceNr ["
+            + (write.expectedSequenceNr() + 1) + "]: the journal is closed",
         write.persistenceId(), write.expectedSequenceNr() + 1, null);
   }
 }

@@ -222,6 +222,42 @@ class PostgresGroupCommitTest {
   }
 
   @Test
+  @DisplayName("reports a stale write as a conflict even when the commit of the rest of its batch fails")
+  void conflictStaysAConflictWhenTheCommitFails() throws Exception {
+    String table = Sql.quote(SCHEMA) + ".event_journal";
+    String function = Sql.quote(SCHEMA) + ".refuse_poison";
+    PersistenceId stale = freshId();
+    PersistenceId poison = PersistenceId.of("batch", "poison-" + UUID.randomUUID());
+    startJournal();
+    try (Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
+      storeDirectly(c, stale, 2);
+    }
+    // A deferred constraint trigger: the poison entity's rows fail the commit, not the insert.
+    PostgresTestSupport.execute("CREATE FUNCTION " + function + "() RETURNS trigger LANGUAGE plpgsql AS"
+        + " $$ BEGIN IF NEW.entity_id LIKE 'poison-%' THEN RAISE EXCEPTION 'poisoned at commit'; END IF;"
+        + " RETURN NULL; END $$");
+    PostgresTestSupport.execute("CREATE CONSTRAINT TRIGGER refuse_poison AFTER INSERT ON " + table
+        + " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION " + function + "()");
+    try (BlockedBatch blocked = new BlockedBatch(journal())) {
+      // One batch: the COPY fails on the stale write's existing rows; the insert that skips them
+      // leaves the stale write out and commits the poison write's rows, and that commit fails.
+      CompletableFuture<?> staleWrite = journal().append(write(stale, 0, 2)).toCompletableFuture();
+      CompletableFuture<?> poisonWrite = journal().append(write(poison, 0, 2)).toCompletableFuture();
+      blocked.release();
+      assertThat(outcome(staleWrite)).isInstanceOf(ConcurrencyConflictException.class);
+      assertThat(outcome(poisonWrite)).isInstanceOf(JournalException.class)
+          .hasMessageContaining("[" + poison + "] from sequenceNr [1]")
+          .hasMessageContaining("may or may not be stored")
+          .hasMessageContaining("poisoned at commit");
+    } finally {
+      PostgresTestSupport.execute("DROP TRIGGER refuse_poison ON " + table);
+      PostgresTestSupport.execute("DROP FUNCTION " + function + "()");
+    }
+    assertThat(stored(journal(), stale)).containsExactly(1L, 2L);
+    assertThat(stored(journal(), poison)).isEmpty();
+  }
+
+  @Test
   @DisplayName("keeps storing on the same writer while the entities of its last batch write again")
   void writerStaysWhileEntitiesWriteAgain() throws Exception {
     // Ten entities write twenty rounds; each writes again 2 ms after its acknowledgement, from
@@ -701,6 +737,7 @@ class PostgresGroupCommitTest {
     assertThat(start).as("writers started before the gate opened").hasSize(1);
     startQuietly(start.get(0));
     assertThat(outcome(first)).isInstanceOf(JournalException.class)
+        .hasMessageContaining("[" + a + "] from sequenceNr [1]")
         .hasRootCauseInstanceOf(AssertionError.class);
     assertThat(outcome(second)).isNull();
     assertThat(outcome(third)).isNull();
@@ -778,6 +815,7 @@ class PostgresGroupCommitTest {
       }
       assertThat(outcome(journal.append(write(id, 2, 1)).toCompletableFuture()))
           .isInstanceOf(JournalException.class)
+          .hasMessageContaining("[" + id + "] from sequenceNr [3]")
           .hasMessageContaining("closed");
     } finally {
       kit.shutdownTestKit();
