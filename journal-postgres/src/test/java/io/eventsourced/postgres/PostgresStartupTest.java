@@ -282,8 +282,7 @@ class PostgresStartupTest {
     } finally {
       PostgresTestSupport.dropSchema(schema);
       PostgresTestSupport.dropSchema(noIndex);
-      PostgresTestSupport.execute("DROP OWNED BY " + role);
-      PostgresTestSupport.execute("DROP ROLE " + role);
+      dropRole(role);
     }
   }
 
@@ -305,14 +304,7 @@ class PostgresStartupTest {
       }
       try (java.sql.Connection c = PostgresTestSupport.connect(PostgresTestSupport.defaults())) {
         for (String schema : List.of(without, with)) {
-          try (java.sql.PreparedStatement ps = c.prepareStatement(
-                  "SELECT count(*) FROM pg_indexes WHERE schemaname = ? AND indexname = 'event_journal_type_ordering_idx'")) {
-            ps.setString(1, schema);
-            try (java.sql.ResultSet rs = ps.executeQuery()) {
-              rs.next();
-              assertThat(rs.getInt(1)).as("ordering index in %s", schema).isEqualTo(schema.equals(with) ? 1 : 0);
-            }
-          }
+          assertThat(orderingIndexes(schema)).as("ordering index in %s", schema).isEqualTo(schema.equals(with) ? 1 : 0);
           try (java.sql.PreparedStatement ps = c.prepareStatement(
                   "SELECT count(DISTINCT ordering), count(*) FROM " + Sql.quote(schema) + ".event_journal")) {
             try (java.sql.ResultSet rs = ps.executeQuery()) {
@@ -411,8 +403,7 @@ class PostgresStartupTest {
       assertThat(rows(schema)).isEqualTo(1);
     } finally {
       PostgresTestSupport.dropSchema(schema);
-      PostgresTestSupport.execute("DROP OWNED BY " + role);
-      PostgresTestSupport.execute("DROP ROLE " + role);
+      dropRole(role);
     }
   }
 
@@ -437,6 +428,11 @@ class PostgresStartupTest {
     } finally {
       PostgresTestSupport.dropSchema(schema);
     }
+  }
+
+  private static void dropRole(String role) {
+    PostgresTestSupport.execute("DROP OWNED BY " + role);
+    PostgresTestSupport.execute("DROP ROLE " + role);
   }
 
   private static long orderingIndexes(String schema) throws Exception {
