@@ -68,6 +68,21 @@ class PluginConfigTest {
   }
 
   @Test
+  @DisplayName("treats a journal whose replay throws as a failed recovery: the caller is told why and the entity stops")
+  void replayThrows() throws Exception {
+    var ref = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "replay-throws-1");
+    var failure =
+        org.assertj.core.api.Assertions.catchThrowable(
+            () -> ref.ask(new Tally.Get()).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
+    assertThat(failure).isInstanceOf(java.util.concurrent.ExecutionException.class);
+    assertThat(failure.getCause())
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("cannot recover [tally|replay-throws-1]")
+        .hasRootCauseMessage("replay threw for [tally|replay-throws-1]");
+    ref.whenStopped().toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS);
+  }
+
+  @Test
   @DisplayName("fails with a message naming the missing class key")
   void missingClass() {
     assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("no-class"))

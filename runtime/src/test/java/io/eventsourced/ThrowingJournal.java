@@ -9,8 +9,9 @@ import java.util.function.Consumer;
 import org.apache.pekko.Done;
 
 /**
- * A journal plugin that breaks its contract: {@code append} throws instead of failing its stage.
- * It holds no events. For {@link PluginConfigTest}.
+ * A journal plugin that breaks its contract: {@code append} throws instead of failing its stage,
+ * and so does {@code replay} for entities whose id starts with {@code replay-throws}. It holds no
+ * events. For {@link PluginConfigTest}.
  */
 public final class ThrowingJournal implements Journal {
 
@@ -29,6 +30,9 @@ public final class ThrowingJournal implements Journal {
   @Override
   public CompletionStage<Done> replay(
       PersistenceId persistenceId, long from, long to, long max, Consumer<PersistentRepr> onEvent) {
+    if (persistenceId.entityId().startsWith("replay-throws")) {
+      throw new IllegalStateException("replay threw for [" + persistenceId + "]");
+    }
     return CompletableFuture.completedFuture(Done.getInstance());
   }
 

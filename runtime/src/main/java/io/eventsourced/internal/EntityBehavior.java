@@ -194,7 +194,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       SnapshotRecord snapshot = loaded.snapshot().get();
       try {
         initial = (S) serde.deserialize(snapshot.payload(), snapshot.serializerId(), snapshot.manifest());
-      } catch (RuntimeException e) {
+      } catch (RuntimeException | Error e) {
+        rethrowIfFatal(e);
         return failRecovery(
             new JournalException(
                 "cannot recover ["
@@ -214,10 +215,14 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     }
     // The fold runs on the journal's thread, sequentially; the stage's completion publishes it.
     Fold fold = new Fold(initial, from - 1);
-    getContext()
-        .pipeToSelf(
-            journal.replay(persistenceId, from, Long.MAX_VALUE, Long.MAX_VALUE, fold),
-            (done, error) -> new Recovered(fold.state, fold.sequenceNr, error));
+    CompletionStage<Done> replayed;
+    try {
+      replayed = journal.replay(persistenceId, from, Long.MAX_VALUE, Long.MAX_VALUE, fold);
+    } catch (RuntimeException e) {
+      // A plugin that throws instead of failing its stage: the same as a failed replay.
+      replayed = CompletableFuture.failedFuture(e);
+    }
+    getContext().pipeToSelf(replayed, (done, error) -> new Recovered(fold.state, fold.sequenceNr, error));
     return this;
   }
 
@@ -250,7 +255,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       E event;
       try {
         event = (E) serde.deserialize(repr.payload(), repr.serializerId(), repr.manifest());
-      } catch (RuntimeException e) {
+      } catch (RuntimeException | Error e) {
+        rethrowIfFatal(e);
         throw new JournalException(
             "cannot recover ["
                 + persistenceId
@@ -268,7 +274,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       }
       try {
         state = eventHandler.apply(state, event);
-      } catch (RuntimeException e) {
+      } catch (RuntimeException | Error e) {
+        rethrowIfFatal(e);
         throw new JournalException(
             "cannot recover ["
                 + persistenceId
@@ -369,10 +376,20 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     List<PersistentRepr> reprs = new ArrayList<>(events.size());
     for (int i = 0; i < events.size(); i++) {
       E event = events.get(i);
-      Serde.Serialized serialized;
+      long eventSequenceNr = sequenceNr + 1 + i;
       try {
-        serialized = serde.serialize(event);
-      } catch (RuntimeException e) {
+        // The serializer is application code too (a bound custom serializer may also return a
+        // null manifest or payload, which the repr refuses): the caller must hear of a failure.
+        Serde.Serialized serialized = serde.serialize(event);
+        reprs.add(
+            new PersistentRepr(
+                persistenceId,
+                eventSequenceNr,
+                serialized.serializerId(),
+                serialized.manifest(),
+                serialized.bytes()));
+      } catch (RuntimeException | Error e) {
+        rethrowIfFatal(e);
         ask.replyTo()
             .accept(
                 new Reply.Failed<>(
@@ -382,18 +399,13 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
                             + event.getClass().getName()
                             + "] of ["
                             + persistenceId
+                            + "] at sequenceNr ["
+                            + eventSequenceNr
                             + "]; nothing was stored: "
-                            + e.getMessage(),
+                            + e,
                         e)));
         return this;
       }
-      reprs.add(
-          new PersistentRepr(
-              persistenceId,
-              sequenceNr + 1 + i,
-              serialized.serializerId(),
-              serialized.manifest(),
-              serialized.bytes()));
     }
     mode = Mode.PERSISTING;
     pendingCommand = ask;
@@ -539,7 +551,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     Serde.Serialized serialized;
     try {
       serialized = serde.serialize(state);
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) {
+      rethrowIfFatal(e);
       log.warn("Cannot serialize the state of [{}] at sequenceNr [{}] for a snapshot; skipped", persistenceId, at, e);
       return;
     }
@@ -549,7 +562,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
           snapshotStore.save(
               new SnapshotRecord(persistenceId, at, serialized.serializerId(), serialized.manifest(), serialized.bytes()));
     } catch (RuntimeException e) {
-      // A plugin that throws instead of failing its stage must not take the reply with it.
+      // A plugin that throws instead of failing its stage (or a record refusing a null manifest
+      // or payload from a custom serializer) must not take the reply with it.
       log.warn("Saving a snapshot of [{}] at sequenceNr [{}] failed", persistenceId, at, e);
       return;
     }

@@ -57,7 +57,8 @@ public interface Journal extends AutoCloseable {
    * <p>{@code onEvent} is called sequentially (never concurrently) and each call happens-before the
    * next call and before the returned stage completes. If it throws, the replay stops and the
    * stage fails with that exception. Nothing is delivered if {@code fromSequenceNr > toSequenceNr}
-   * or {@code max == 0}.
+   * or {@code max == 0}. A journal may stop delivering once the caller has completed or cancelled
+   * the returned stage (the PostgreSQL journal does); the caller must not rely on either.
    *
    * @param persistenceId the entity
    * @param fromSequenceNr lowest sequence number to deliver, at least 1
