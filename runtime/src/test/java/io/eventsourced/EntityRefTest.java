@@ -249,7 +249,7 @@ class EntityRefTest {
   }
 
   @Test
-  @DisplayName("fails the ask and stops the entity when the event handler throws an Error after the write")
+  @DisplayName("fails the ask and stops the entity when the event handler throws an Error after the write, and fails its recovery naming the sequenceNr")
   void eventHandlerError() {
     var ref = spawn();
     assertThat(failure(ref.ask(new Tally.PersistPoison())))
@@ -257,6 +257,12 @@ class EntityRefTest {
         .hasMessageContaining("the event handler of [" + ref.persistenceId() + "] failed")
         .hasRootCauseInstanceOf(AssertionError.class);
     await(ref.whenStopped());
+    var again = Entity.spawn(testKit.system(), new Tally(), ref.persistenceId().entityId());
+    assertThat(failure(again.ask(new Tally.Get())))
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("cannot recover [" + ref.persistenceId() + "]: the event handler failed on ["
+            + Tally.Poisoned.class.getName() + "] at sequenceNr [1]")
+        .hasRootCauseInstanceOf(AssertionError.class);
   }
 
   @Test
