@@ -55,7 +55,7 @@ final class ConnectionPool {
 
     @Override
     public String toString() {
-      return "pool of " + user + " at " + url.replaceAll("(?i)(password=)[^&;]*", "$1***");
+      return "pool of " + user + " at " + PostgresSettings.maskUrl(url);
     }
   }
 
@@ -178,6 +178,9 @@ final class ConnectionPool {
       DataSource dataSource, PostgresSettings s, Sql sql, String table, String configPath) {
     try (Connection c = dataSource.getConnection()) {
       try {
+        if (s.setup() && s.orderingIndex()) {
+          requireValidOrderingIndex(c, sql, configPath);
+        }
         if (s.setup() && !allExist(c, sql)) {
           try (PreparedStatement lock = c.prepareStatement("SELECT pg_advisory_xact_lock(?)")) {
             lock.setLong(1, SETUP_LOCK);
@@ -230,6 +233,26 @@ final class ConnectionPool {
           "cannot " + (s.setup() ? "create the schema objects of" : "check") + " [" + table
               + "] at [" + s.safeUrl() + "] as user [" + s.user() + "]: " + e.getMessage() + hint,
           e);
+    }
+  }
+
+  /**
+   * Fails if the ordering index exists but is invalid, as a failed {@code CREATE INDEX
+   * CONCURRENTLY} leaves it: setup would take it for built (it exists), and no query would use it.
+   */
+  private static void requireValidOrderingIndex(Connection c, Sql sql, String configPath)
+      throws SQLException {
+    try (PreparedStatement ps = c.prepareStatement(sql.orderingIndexInvalid)) {
+      ps.setString(1, sql.orderingIndex);
+      try (ResultSet rs = ps.executeQuery()) {
+        if (rs.next() && rs.getBoolean(1)) {
+          throw new IllegalStateException(
+              "[" + configPath + ".ordering-index] is on, but index [" + sql.orderingIndex
+                  + "] is invalid (a CREATE INDEX CONCURRENTLY that failed leaves it so) and no query"
+                  + " uses it. Drop it and build it again, then start again: DROP INDEX CONCURRENTLY "
+                  + sql.orderingIndex + "; " + sql.createOrderingIndexOnline);
+        }
+      }
     }
   }
 

@@ -155,6 +155,9 @@ public final class PostgresJournal implements Journal {
       long remaining,
       Consumer<PersistentRepr> onEvent,
       CompletableFuture<Done> result) {
+    if (result.isDone()) {
+      return; // cancelled between pages: spare the next page's query
+    }
     int limit = (int) Math.min(remaining, settings.replayFetchSize());
     long delivered = 0;
     long next = from;

@@ -197,7 +197,8 @@ public record PostgresSettings(
     return maskUrl(url);
   }
 
-  private static String maskUrl(String url) {
+  /** A URL with any password parameter and any user information before the host masked. */
+  static String maskUrl(String url) {
     String masked = url.replaceAll("(?i)(password=)[^&;]*", "$1***");
     Matcher userInfo = USER_INFO.matcher(masked);
     return userInfo.find()

@@ -146,7 +146,12 @@ public final class PostgresSnapshotStore implements SnapshotStore {
                   persistenceId, sequenceNr, e);
             }
           }
-          c.rollback();
+          try {
+            c.rollback();
+          } catch (SQLException e) {
+            // The snapshot was read; a connection that broke after that is the pool's to evict.
+            log.debug("Cannot roll back [{}]", e.getSQLState());
+          }
           return found;
         }
       }

@@ -62,6 +62,8 @@ final class Sql {
   final String schemaExists;
   /** Whether the journal table holds any row. */
   final String journalHoldsEvents;
+  /** Whether the (schema qualified) index exists and is invalid; no row if it does not exist. */
+  final String orderingIndexInvalid;
   /** The ordering index, schema qualified and quoted. */
   final String orderingIndex;
   /** The ordering index's DDL without blocking writes, for a DBA to run on a filled table. */
@@ -143,6 +145,7 @@ final class Sql {
     tableExists = "SELECT to_regclass(?) IS NOT NULL";
     schemaExists = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ?)";
     journalHoldsEvents = "SELECT EXISTS (SELECT 1 FROM " + journal + ")";
+    orderingIndexInvalid = "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(?)";
     String indexName = quote(settings.journalTable() + PostgresSettings.ORDERING_INDEX_SUFFIX);
     orderingIndex = schema + "." + indexName;
     createOrderingIndexOnline =

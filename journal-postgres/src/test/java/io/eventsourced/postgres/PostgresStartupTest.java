@@ -357,6 +357,24 @@ class PostgresStartupTest {
       assertThat(orderingIndexes(filled)).as("no index built at start").isZero();
       assertThat(rows(filled)).as("the stored events are untouched").isEqualTo(2);
 
+      // A concurrent build that fails (here: unique on a repeated value) leaves an invalid index
+      // under the name: refused as well, with the statements that mend it.
+      String index = Sql.quote(filled) + "." + Sql.quote("event_journal_type_ordering_idx");
+      assertThatThrownBy(() -> PostgresTestSupport.execute("CREATE UNIQUE INDEX CONCURRENTLY event_journal_type_ordering_idx ON "
+              + Sql.quote(filled) + ".event_journal (type_name)"))
+          .hasMessageContaining("could not create unique index");
+      ActorTestKit invalid = PostgresTestSupport.testKit(filled, on);
+      try {
+        assertThatThrownBy(() -> Persistence.get(invalid.system()).journal())
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("[eventsourced.journal.postgres.ordering-index] is on")
+            .hasMessageContaining("is invalid")
+            .hasMessageContaining("DROP INDEX CONCURRENTLY " + index);
+      } finally {
+        invalid.shutdownTestKit();
+      }
+      PostgresTestSupport.execute("DROP INDEX CONCURRENTLY " + index);
+
       // The statement the message gives builds the index; the next start then uses it.
       PostgresSettings settings = settings("eventsourced.postgres.ordering-index = on\n"
           + "eventsourced.postgres.schema = \"" + filled + "\"");
@@ -381,11 +399,11 @@ class PostgresStartupTest {
   void setupInExistingSchema() throws Exception {
     String schema = PostgresTestSupport.freshSchema("dba_schema");
     String role = PostgresTestSupport.freshSchema("schema_role");
-    PostgresTestSupport.execute("CREATE SCHEMA " + schema);
     // No CREATE on the database, which CREATE SCHEMA IF NOT EXISTS would need even for an
     // existing schema.
     PostgresTestSupport.execute("CREATE ROLE " + role + " LOGIN PASSWORD 'schema-secret'");
     try {
+      PostgresTestSupport.execute("CREATE SCHEMA " + schema);
       PostgresTestSupport.execute("GRANT USAGE, CREATE ON SCHEMA " + schema + " TO " + role);
       ActorTestKit app = PostgresTestSupport.testKit(schema,
           "eventsourced.postgres.user = \"" + role + "\"\n"
@@ -402,8 +420,11 @@ class PostgresStartupTest {
       }
       assertThat(rows(schema)).isEqualTo(1);
     } finally {
-      PostgresTestSupport.dropSchema(schema);
-      dropRole(role);
+      try {
+        PostgresTestSupport.dropSchema(schema);
+      } finally {
+        dropRole(role);
+      }
     }
   }
 
@@ -418,10 +439,13 @@ class PostgresStartupTest {
       lock.execute();
       ActorTestKit kit = PostgresTestSupport.testKit(schema, "eventsourced.postgres.socket-timeout = 1s\n");
       try {
-        assertThatThrownBy(() -> Persistence.get(kit.system()).journal())
-            .isInstanceOf(IllegalStateException.class)
+        Throwable failure = org.assertj.core.api.Assertions.catchThrowable(() -> Persistence.get(kit.system()).journal());
+        assertThat(failure).isInstanceOf(IllegalStateException.class)
             .hasMessageContaining("cannot create the schema objects of")
-            .hasMessageContaining("I/O error");
+            .hasCauseInstanceOf(java.sql.SQLException.class);
+        // 08006: the connection failed (the socket timed out), not 08003 of the closed connection
+        // that the rollback afterwards ran into.
+        assertThat(((java.sql.SQLException) failure.getCause()).getSQLState()).isEqualTo("08006");
       } finally {
         kit.shutdownTestKit();
       }
