@@ -32,7 +32,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Queue;
@@ -41,7 +40,6 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executor;
@@ -166,7 +164,7 @@ public final class NatsJournal implements Journal {
   private final Executor dispatcher;
   private final JournalSettings settings;
   private final String subjectPrefix;
-  private final Map<PersistenceId, Position> positions = new ConcurrentHashMap<>();
+  private final PositionCache positions;
   private final String writerId;
   private final AtomicLong writeCounter = new AtomicLong();
   private final AtomicBoolean closed = new AtomicBoolean();
@@ -202,6 +200,7 @@ public final class NatsJournal implements Journal {
 
   private NatsJournal(JournalSettings settings, PluginContext context) {
     this.settings = settings;
+    this.positions = new PositionCache(settings.positionCacheSize());
     this.dispatcher = context.dispatcher();
     this.subjectPrefix = settings.subjectPrefix() + ".";
     this.writerId = Long.toString(ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE, 36);
@@ -678,17 +677,7 @@ public final class NatsJournal implements Journal {
   }
 
   private void remember(PersistenceId id, Position position) {
-    if (settings.positionCacheSize() == 0) {
-      return;
-    }
-    if (positions.size() >= settings.positionCacheSize() && !positions.containsKey(id)) {
-      // Bounded: evict an arbitrary entry; a later miss only costs one lookup.
-      Iterator<PersistenceId> it = positions.keySet().iterator();
-      if (it.hasNext()) {
-        positions.remove(it.next());
-      }
-    }
-    positions.merge(id, position, (old, now) -> now.sequenceNr() >= old.sequenceNr() ? now : old);
+    positions.remember(id, position);
   }
 
   /** The first and last sequence number of a message, from its {@code Es-Seq} header. */
