@@ -223,6 +223,22 @@ public final class NatsJournal implements Journal {
         settings.connection().serversText());
   }
 
+  /**
+   * A warning if lookups of an existing stream may be stale, else null. With direct get allowed,
+   * jnats reads a subject's last message from any replica, one that may lag behind the leader:
+   * a stored write could then be reported as a conflict, or an entity recover without its latest
+   * events. The journal creates its streams without direct get; an operator's stream may have it.
+   */
+  static String staleLookups(StreamConfiguration config) {
+    if (!config.getAllowDirect() || config.getReplicas() <= 1) {
+      return null;
+    }
+    return "Stream [" + config.getName() + "] allows direct get with [" + config.getReplicas()
+        + "] replicas: an entity's last event may then be read from a replica behind the leader,"
+        + " so a stored write can be reported as a conflict and a recovery can miss the latest"
+        + " events. Turn allow_direct off for a journal's stream";
+  }
+
   private void ensureStream(String path) {
     String stream = settings.stream();
     String subjects = subjectPrefix + ">";
@@ -248,6 +264,10 @@ public final class NatsJournal implements Journal {
             "Stream [{}] discards old messages at its limits: events may be lost. Use discard policy"
                 + " new for a journal",
             stream);
+      }
+      String staleLookups = staleLookups(info.getConfiguration());
+      if (staleLookups != null) {
+        log.warn("{}", staleLookups);
       }
       if (info.getConfiguration().getMaxAge().compareTo(Duration.ZERO) > 0
           || info.getConfiguration().getMaxMsgsPerSubject() > 0) {
