@@ -7,6 +7,7 @@ import io.eventsourced.snapshot.SnapshotStore;
 import io.nats.client.JetStreamApiException;
 import io.nats.client.KeyValue;
 import io.nats.client.KeyValueManagement;
+import io.nats.client.KeyValueOptions;
 import io.nats.client.api.KeyValueConfiguration;
 import io.nats.client.api.KeyValueEntry;
 import io.nats.client.PurgeOptions;
@@ -67,7 +68,7 @@ public final class NatsSnapshotStore implements SnapshotStore {
         SharedConnection.acquire(context.system(), settings.connection(), context.keyPath("connection"));
     try {
       ensureBucket(context.configPath());
-      this.bucket = shared.connection().keyValue(settings.bucket());
+      this.bucket = shared.connection().keyValue(settings.bucket(), keyValueOptions());
     } catch (IOException e) {
       shared.release();
       throw new IllegalStateException(
@@ -84,9 +85,14 @@ public final class NatsSnapshotStore implements SnapshotStore {
         settings.connection().serversText());
   }
 
+  /** Every key-value request waits {@code request-timeout}, as the journal's requests do. */
+  private KeyValueOptions keyValueOptions() {
+    return KeyValueOptions.builder().jsRequestTimeout(settings.connection().requestTimeout()).build();
+  }
+
   private void ensureBucket(String path) throws IOException {
     String servers = settings.connection().serversText();
-    KeyValueManagement kvm = shared.connection().keyValueManagement();
+    KeyValueManagement kvm = shared.connection().keyValueManagement(keyValueOptions());
     try {
       kvm.getStatus(settings.bucket());
     } catch (JetStreamApiException e) {

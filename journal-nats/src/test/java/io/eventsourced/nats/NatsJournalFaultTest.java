@@ -9,6 +9,7 @@ import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.Journal;
 import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
+import io.eventsourced.snapshot.SnapshotRecord;
 import io.nats.client.Connection;
 import io.nats.client.Nats;
 import io.nats.client.Options;
@@ -420,6 +421,39 @@ class NatsJournalFaultTest {
         }
         assertThat(frozen.get()).isTrue();
         assertThat(journal.sharedScans()).isEqualTo(1);
+      } finally {
+        testKit.shutdownTestKit();
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("fails a snapshot save to a frozen server after request-timeout, not connect-timeout")
+  void snapshotRequestTimeout() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start()) {
+      TestNats.Names names = TestNats.Names.fresh("SNAPTIMEOUT");
+      // jnats' own default for key-value requests is the connection's connect-timeout.
+      ActorTestKit testKit =
+          ActorTestKit.create(
+              "NatsSnapshotTimeout",
+              names.config(server.url(), "eventsourced.nats.connection { request-timeout = 1s, connect-timeout = 30s }\n"));
+      try {
+        var snapshots = Persistence.get(testKit.system()).snapshotStore("eventsourced.snapshot-store.nats");
+        PersistenceId id = PersistenceId.of("snap", UUID.randomUUID().toString());
+        snapshots.save(new SnapshotRecord(id, 1, 4, "", new byte[] {1})).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        server.signal("STOP");
+        try {
+          long start = System.nanoTime();
+          Throwable failure =
+              org.assertj.core.api.Assertions.catchThrowable(
+                  () -> snapshots.save(new SnapshotRecord(id, 2, 4, "", new byte[] {2})).toCompletableFuture().get(60, TimeUnit.SECONDS));
+          long seconds = TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - start);
+          assertThat(failure).isInstanceOf(ExecutionException.class);
+          assertThat(failure.getCause()).hasMessageContaining(id.toString());
+          assertThat(seconds).as("seconds until the save failed").isLessThan(15);
+        } finally {
+          server.signal("CONT");
+        }
       } finally {
         testKit.shutdownTestKit();
       }
