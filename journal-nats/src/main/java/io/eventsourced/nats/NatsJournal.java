@@ -533,7 +533,12 @@ public final class NatsJournal implements Journal {
       } else if (rejectedVerified) {
         result.completeExceptionally(new ConcurrencyConflictException(id, write.expectedSequenceNr(), -1));
       } else {
-        result.completeExceptionally(e);
+        // No publish of this write reached the server yet (or it was rejected).
+        result.completeExceptionally(
+            new JournalException(
+                "cannot append events for [" + id + "] from sequenceNr [" + (write.expectedSequenceNr() + 1)
+                    + "]; nothing was stored: " + e.getMessage(),
+                id, write.expectedSequenceNr() + 1, e));
       }
       return;
     }

@@ -428,7 +428,7 @@ class NatsJournalFaultTest {
   }
 
   @Test
-  @DisplayName("fails a snapshot save to a frozen server after request-timeout, not connect-timeout")
+  @DisplayName("fails a snapshot save to a frozen server after request-timeout, not connect-timeout, and an append whose position lookup fails naming its sequenceNr")
   void snapshotRequestTimeout() throws Exception {
     try (NatsServerProcess server = NatsServerProcess.start()) {
       TestNats.Names names = TestNats.Names.fresh("SNAPTIMEOUT");
@@ -441,8 +441,19 @@ class NatsJournalFaultTest {
         var snapshots = Persistence.get(testKit.system()).snapshotStore("eventsourced.snapshot-store.nats");
         PersistenceId id = PersistenceId.of("snap", UUID.randomUUID().toString());
         snapshots.save(new SnapshotRecord(id, 1, 4, "", new byte[] {1})).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        // The journal of a second system has no cached position: its append must look one up.
+        Journal journal = Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
+        journal.append(write(id, 0, "first")).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        ActorTestKit other = ActorTestKit.create("NatsSnapshotTimeoutOther", names.config(server.url(), FAST_FAILURE));
+        Journal cold = Persistence.get(other.system()).journal("eventsourced.journal.nats");
         server.signal("STOP");
         try {
+          assertThat(org.assertj.core.api.Assertions.catchThrowable(
+                  () -> cold.append(write(id, 1, "second")).toCompletableFuture().get(30, TimeUnit.SECONDS)))
+              .isInstanceOf(ExecutionException.class)
+              .cause()
+              .isInstanceOf(JournalException.class)
+              .hasMessageContaining("cannot append events for [" + id + "] from sequenceNr [2]; nothing was stored");
           long start = System.nanoTime();
           Throwable failure =
               org.assertj.core.api.Assertions.catchThrowable(
@@ -453,6 +464,7 @@ class NatsJournalFaultTest {
           assertThat(seconds).as("seconds until the save failed").isLessThan(15);
         } finally {
           server.signal("CONT");
+          other.shutdownTestKit();
         }
       } finally {
         testKit.shutdownTestKit();
