@@ -283,15 +283,9 @@ final class ConnectionPool {
    * it, the lookup fails with "permission denied"), no CREATE right.
    */
   private static boolean allExist(Connection c, Sql sql) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement(sql.tableExists)) {
-      for (String name : sql.setupObjects) {
-        ps.setString(1, name);
-        try (ResultSet rs = ps.executeQuery()) {
-          rs.next();
-          if (!rs.getBoolean(1)) {
-            return false;
-          }
-        }
+    for (String name : sql.setupObjects) {
+      if (!exists(c, sql.tableExists, name)) {
+        return false;
       }
     }
     return true;
