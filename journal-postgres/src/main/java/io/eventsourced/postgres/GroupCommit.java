@@ -284,6 +284,11 @@ final class GroupCommit {
     return copiedAhead.sum();
   }
 
+  /** Whether no writer runs; for tests. */
+  synchronized boolean idle() {
+    return inFlight == 0;
+  }
+
   /** How many writers (drain loops) were started on the dispatcher; for tests. */
   long startedWriters() {
     return startedWriters.sum();
@@ -366,6 +371,11 @@ final class GroupCommit {
           next = nextBatch();
           if (next.isEmpty() && !session.holding()) {
             inFlight--;
+            if (inFlight == 0) {
+              // The journal went idle: the next write does not belong to the last burst, and
+              // must not wait for a batch as full as its last one.
+              lastBatchWrites = 0;
+            }
             idleIfDone();
             return;
           }

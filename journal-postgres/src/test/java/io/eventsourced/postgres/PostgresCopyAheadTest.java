@@ -110,6 +110,24 @@ class PostgresCopyAheadTest {
     throw new AssertionError("the writer opened no COPY ahead in 20 rounds");
   }
 
+  @Test
+  @DisplayName("stores the first write after the journal went idle at once, not waiting for a batch as full as the last")
+  void loneWriteAfterIdle() throws Exception {
+    PostgresJournal journal = journal(testKit);
+    List<PersistenceId> ids = entities();
+    long[] expected = untilCopyOpenedAhead(journal, ids);
+    // The writer waits up to max-batch-wait (1s) for the next round, then ends.
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!journal.writer().idle() && System.nanoTime() < deadline) {
+      Thread.sleep(10);
+    }
+    assertThat(journal.writer().idle()).as("the writer ended").isTrue();
+    long start = System.nanoTime();
+    assertThat(outcome(journal.append(write(ids.get(0), expected[0])).toCompletableFuture())).isNull();
+    // Waiting for the last batch's five writes would take the whole second.
+    assertThat(TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start)).as("ms to store a lone write").isLessThan(700);
+  }
+
   /** The part of pg_stat_activity that shows this class's COPYs being sent. */
   private static final String IN_COPY =
       " FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
