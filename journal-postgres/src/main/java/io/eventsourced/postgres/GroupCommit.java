@@ -464,7 +464,8 @@ final class GroupCommit {
    * When the latest batch held several writes but fewer are queued now, waits up to {@code
    * max-batch-wait} for as many: the entities of the latest batch are typically about to write
    * again, and one fuller batch costs one round trip and one WAL flush instead of two. A single
-   * writer (latest batch of one) never waits, so a lone entity sees no added latency.
+   * writer (latest batch of one) never waits, nor the first writer after the journal went idle,
+   * so a lone entity sees no added latency.
    *
    * <p>It waits with an empty queue too, right after storing a batch: the writer then stores the
    * next batch on the same thread, with the same pooled connection. Ending instead leaves the
