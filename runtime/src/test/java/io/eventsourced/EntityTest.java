@@ -304,6 +304,27 @@ class EntityTest {
   }
 
   @Test
+  @DisplayName("says the snapshot is newer than the journal when the first write finds the journal behind the recovered state")
+  void snapshotAheadOfJournal() {
+    var first = spawn(new Tally(2));
+    for (String item : List.of("a", "b")) {
+      send(first, new Tally.Add(item));
+      expectAccepted();
+    }
+    testKit.stop(first);
+    // The journal is reset (here: the entity's events go to a fresh id), the snapshot store kept.
+    SnapshotRecord snapshot = await(snapshots().loadLatest(pid, Long.MAX_VALUE)).orElseThrow();
+    String resetId = UUID.randomUUID().toString();
+    PersistenceId reset = PersistenceId.of("tally", resetId);
+    await(snapshots().save(new SnapshotRecord(reset, snapshot.sequenceNr(), snapshot.serializerId(), snapshot.manifest(), snapshot.payload())));
+    var entity = testKit.spawn(Entity.create(new Tally(2), resetId));
+    send(entity, new Tally.Add("c"));
+    assertThat(expectFailed())
+        .hasMessageContaining("the journal holds [" + reset + "] up to sequenceNr [0] only, behind the state recovered at [2]")
+        .hasMessageContaining("snapshot is newer than its events");
+  }
+
+  @Test
   @DisplayName("keeps serving when a snapshot save fails")
   void snapshotFailureNotFatal() {
     var entity = spawn(new Tally(2));

@@ -466,10 +466,24 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     pendingEffect = null;
     if (done.error() != null) {
       Throwable cause = unwrap(done.error());
-      String message =
-          cause instanceof ConcurrencyConflictException
-              ? "conflict: another writer appended to [" + persistenceId + "]; stopping: " + cause.getMessage()
-              : "cannot persist events of [" + persistenceId + "] at sequenceNr [" + (sequenceNr + 1) + "]; stopping: " + cause.getMessage();
+      String message;
+      if (cause instanceof ConcurrencyConflictException conflict
+          && conflict.actualSequenceNr() >= 0
+          && conflict.actualSequenceNr() < conflict.expectedSequenceNr()) {
+        // No other writer makes the journal fall behind: the recovered state came from a
+        // snapshot newer than the journal's events.
+        message =
+            "conflict: the journal holds [" + persistenceId + "] up to sequenceNr ["
+                + conflict.actualSequenceNr() + "] only, behind the state recovered at ["
+                + conflict.expectedSequenceNr() + "]: its snapshot is newer than its events (was the"
+                + " journal reset and the snapshot store kept?); stopping: " + cause.getMessage();
+      } else if (cause instanceof ConcurrencyConflictException) {
+        message = "conflict: another writer appended to [" + persistenceId + "]; stopping: " + cause.getMessage();
+      } else {
+        message =
+            "cannot persist events of [" + persistenceId + "] at sequenceNr [" + (sequenceNr + 1) + "]; stopping: "
+                + cause.getMessage();
+      }
       log.error("{}", message, cause);
       EntityException error = new EntityException(persistenceId, message, cause);
       ask.replyTo().accept(new Reply.Failed<>(error));
