@@ -256,6 +256,19 @@ final class ConnectionPool {
     }
   }
 
+  /**
+   * Rolls back, ignoring a failure: on a broken connection the rollback fails as well, and must
+   * not replace the error that broke it (or fail a read that succeeded). The pool evicts such a
+   * connection, and the server discards its transaction.
+   */
+  static void rollbackQuietly(Connection c) {
+    try {
+      c.rollback();
+    } catch (SQLException e) {
+      log.debug("Cannot roll back [{}]", e.getSQLState());
+    }
+  }
+
   private static boolean exists(Connection c, String query, String name) throws SQLException {
     try (PreparedStatement ps = c.prepareStatement(query)) {
       ps.setString(1, name);

@@ -605,7 +605,7 @@ final class GroupCommit {
           // Part of a conflicting write landed: undo everything and store the rest again.
           c.rollback();
         } catch (SQLException e) {
-          rollbackQuietly(c);
+          ConnectionPool.rollbackQuietly(c);
           if (fast && !committing && isUniqueViolation(e)) {
             // Some write's expected sequenceNr is stale: find out which, without the fast path.
             fast = false;
@@ -1087,7 +1087,7 @@ final class GroupCommit {
         c.rollback();
       } catch (SQLException e) {
         // Only the message loses the actual value; the conflict itself is certain.
-        rollbackQuietly(c);
+        ConnectionPool.rollbackQuietly(c);
       }
       log.debug(
           "Conflict for [{}]: expected sequenceNr [{}], found [{}]",
@@ -1166,14 +1166,6 @@ final class GroupCommit {
   private static boolean isTransient(SQLException e) {
     String state = e.getSQLState();
     return "40P01".equals(state) || "40001".equals(state);
-  }
-
-  private static void rollbackQuietly(Connection c) {
-    try {
-      c.rollback();
-    } catch (SQLException ignored) {
-      // The connection is broken; the pool evicts it and the server discards the transaction.
-    }
   }
 
   private static JournalException closedError(AtomicWrite write) {

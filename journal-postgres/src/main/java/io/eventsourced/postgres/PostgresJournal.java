@@ -249,7 +249,7 @@ public final class PostgresJournal implements Journal {
             result.complete(highest);
           }
         } finally {
-          rollbackQuietly(c);
+          ConnectionPool.rollbackQuietly(c);
         }
       } catch (SQLException e) {
         result.completeExceptionally(
@@ -259,18 +259,6 @@ public final class PostgresJournal implements Journal {
       }
     });
     return result;
-  }
-
-  /**
-   * Ends a read-only transaction. On a broken connection the rollback fails as well, and must
-   * not replace the error that broke it; the pool discards such a connection.
-   */
-  private static void rollbackQuietly(Connection c) {
-    try {
-      c.rollback();
-    } catch (SQLException e) {
-      log.debug("Cannot roll back [{}]", e.getSQLState());
-    }
   }
 
   /** Runs blocking work on the plugin dispatcher; any escaping exception fails the stage. */

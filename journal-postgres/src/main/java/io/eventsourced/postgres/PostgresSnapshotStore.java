@@ -146,12 +146,8 @@ public final class PostgresSnapshotStore implements SnapshotStore {
                   persistenceId, sequenceNr, e);
             }
           }
-          try {
-            c.rollback();
-          } catch (SQLException e) {
-            // The snapshot was read; a connection that broke after that is the pool's to evict.
-            log.debug("Cannot roll back [{}]", e.getSQLState());
-          }
+          // The snapshot was read: a rollback failing after that must not fail the read.
+          ConnectionPool.rollbackQuietly(c);
           return found;
         }
       }
@@ -192,11 +188,7 @@ public final class PostgresSnapshotStore implements SnapshotStore {
           try {
             result.complete(work.run(c));
           } catch (SQLException | RuntimeException e) {
-            try {
-              c.rollback();
-            } catch (SQLException ignored) {
-              // A broken connection: the pool evicts it, the server discards the transaction.
-            }
+            ConnectionPool.rollbackQuietly(c);
             throw e;
           }
         } catch (SQLException e) {
