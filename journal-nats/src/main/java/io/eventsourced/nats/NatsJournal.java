@@ -1191,17 +1191,26 @@ public final class NatsJournal implements Journal {
         } catch (JetStreamApiException e) {
           // The server answered; "not found" means an earlier, timed-out attempt deleted it.
           if (e.getApiErrorCode() != CONSUMER_NOT_FOUND) {
-            log.debug("Could not delete the shared replay consumer [{}]: {}", consumer, e.toString());
+            leftBehind(consumer, e);
           }
           return;
         } catch (IOException | RuntimeException e) {
           if (attempt == DELETE_ATTEMPTS) {
-            // The server removes it after its inactive threshold.
-            log.debug("Could not delete the shared replay consumer [{}]: {}", consumer, e.toString());
+            leftBehind(consumer, e);
             return;
           }
         }
       }
+    }
+
+    private void leftBehind(String consumer, Exception e) {
+      // Harmless for the replays, but visible to an operator listing the stream's consumers.
+      log.warn(
+          "Could not delete the shared replay consumer [{}] of stream [{}]; the server removes it after [{}] without requests: {}",
+          consumer,
+          settings.stream(),
+          SCAN_CONSUMER_INACTIVE,
+          e.toString());
     }
 
     private void failUnfinished(Function<Replay, Throwable> error) {

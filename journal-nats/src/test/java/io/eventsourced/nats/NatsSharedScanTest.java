@@ -95,17 +95,20 @@ class NatsSharedScanTest {
       assertThat(recorder.overlapping.get()).as("concurrent consumer calls").isZero();
     }
     assertThat(journal().sharedScans()).as("shared scans").isEqualTo(scans + 1);
-    // The scan's subscription ends: the server drops the ordered consumer once nobody listens.
+    // The scan deletes its consumer when it ends. Only the scan's own consumer is checked (by
+    // its filter on this test's type): the per-entity replays of other tests leave ordered
+    // consumers that the server removes on its own, some seconds after they were unsubscribed.
+    String scanFilter = names.prefix() + "." + Keys.encode(ids.get(0).typeName()) + ".>";
     try (Connection nc = Nats.connect(Options.builder().server(TestNats.URL).build())) {
       JetStreamManagement jsm = nc.jetStreamManagement();
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-      while (jsm.getStreamInfo(names.stream()).getStreamState().getConsumerCount() > 0
-          && System.nanoTime() < deadline) {
-        Thread.sleep(200);
+      while (!consumersFiltering(jsm, scanFilter).isEmpty() && System.nanoTime() < deadline) {
+        Thread.sleep(100);
       }
-      assertThat(jsm.getStreamInfo(names.stream()).getStreamState().getConsumerCount())
-          .as("consumers left on the stream")
-          .isZero();
+      assertThat(consumersFiltering(jsm, scanFilter))
+          .as("consumers of the scan left on the stream")
+          .extracting(NatsSharedScanTest::describe)
+          .isEmpty();
     }
   }
 
@@ -490,6 +493,28 @@ class NatsSharedScanTest {
         seq = m.getSeq() + 1;
       }
     }
+  }
+
+  private static List<io.nats.client.api.ConsumerInfo> consumersFiltering(JetStreamManagement jsm, String filter)
+      throws Exception {
+    return jsm.getConsumers(names.stream()).stream()
+        .filter(c -> filter.equals(c.getConsumerConfiguration().getFilterSubject()))
+        .toList();
+  }
+
+  /** A consumer as a failure message should show it: what made it and why it may still be there. */
+  private static String describe(io.nats.client.api.ConsumerInfo info) {
+    io.nats.client.api.ConsumerConfiguration c = info.getConsumerConfiguration();
+    return info.getName()
+        + " filter=" + c.getFilterSubject()
+        + " deliverSubject=" + c.getDeliverSubject()
+        + " created=" + info.getCreationTime()
+        + " delivered=" + info.getDelivered().getStreamSequence()
+        + " pending=" + info.getNumPending()
+        + " waiting=" + info.getNumWaiting()
+        + " pushBound=" + info.isPushBound()
+        + " inactiveThreshold=" + c.getInactiveThreshold()
+        + " memStorage=" + c.isMemStorage();
   }
 
   private static List<Long> range(long from, long to) {
