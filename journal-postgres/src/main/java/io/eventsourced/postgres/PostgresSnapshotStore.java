@@ -187,7 +187,7 @@ public final class PostgresSnapshotStore implements SnapshotStore {
         try (Connection c = pool.dataSource().getConnection()) {
           try {
             result.complete(work.run(c));
-          } catch (SQLException | RuntimeException e) {
+          } catch (SQLException | RuntimeException | Error e) {
             ConnectionPool.rollbackQuietly(c);
             throw e;
           }
@@ -198,6 +198,14 @@ public final class PostgresSnapshotStore implements SnapshotStore {
                   id, sequenceNr, e));
         } catch (RuntimeException e) {
           result.completeExceptionally(e);
+        } catch (Error e) {
+          // An Error from the driver or the pool: the entity waiting for this (a recovery, a
+          // snapshot) must still hear of it. Not rethrown: on a Pekko dispatcher a fatal error
+          // would shut the whole JVM down.
+          result.completeExceptionally(
+              new JournalException(
+                  "cannot " + what + " [" + id + "] at sequenceNr [" + sequenceNr + "]: " + e,
+                  id, sequenceNr, e));
         }
       });
     } catch (RuntimeException e) {
