@@ -2,6 +2,7 @@ package io.eventsourced.nats;
 
 import io.eventsourced.PersistenceId;
 import io.eventsourced.PluginContext;
+import io.eventsourced.journal.JournalException;
 import io.eventsourced.snapshot.SnapshotRecord;
 import io.eventsourced.snapshot.SnapshotStore;
 import io.nats.client.JetStreamApiException;
@@ -138,6 +139,7 @@ public final class NatsSnapshotStore implements SnapshotStore {
   public CompletionStage<Done> save(SnapshotRecord snapshot) {
     return run(
         snapshot.persistenceId(),
+        snapshot.sequenceNr(),
         "save the snapshot at sequenceNr [" + snapshot.sequenceNr() + "] of",
         () -> {
           bucket.put(
@@ -151,6 +153,7 @@ public final class NatsSnapshotStore implements SnapshotStore {
   public CompletionStage<Optional<SnapshotRecord>> loadLatest(PersistenceId persistenceId, long maxSequenceNr) {
     return run(
         persistenceId,
+        maxSequenceNr,
         "load the latest snapshot at or below sequenceNr [" + maxSequenceNr + "] of",
         () -> {
           // Newest first, so a snapshot deleted between listing and reading falls back to the next.
@@ -172,6 +175,7 @@ public final class NatsSnapshotStore implements SnapshotStore {
   public CompletionStage<Done> delete(PersistenceId persistenceId, long maxSequenceNr) {
     return run(
         persistenceId,
+        maxSequenceNr,
         "delete the snapshots at or below sequenceNr [" + maxSequenceNr + "] of",
         () -> {
           for (long seq : sequenceNrs(persistenceId, maxSequenceNr)) {
@@ -215,11 +219,12 @@ public final class NatsSnapshotStore implements SnapshotStore {
     T call() throws IOException, JetStreamApiException, InterruptedException;
   }
 
-  private <T> CompletionStage<T> run(PersistenceId id, String what, Call<T> call) {
+  private <T> CompletionStage<T> run(PersistenceId id, long sequenceNr, String what, Call<T> call) {
     CompletableFuture<T> result = new CompletableFuture<>();
     if (closed.get()) {
       result.completeExceptionally(
-          new IllegalStateException("the NATS snapshot store is closed; cannot " + what + " [" + id + "]"));
+          new JournalException(
+              "cannot " + what + " [" + id + "]: the NATS snapshot store is closed", id, sequenceNr, null));
       return result;
     }
     try {
@@ -229,21 +234,26 @@ public final class NatsSnapshotStore implements SnapshotStore {
               result.complete(call.call());
             } catch (InterruptedException e) {
               Thread.currentThread().interrupt();
-              result.completeExceptionally(failure(id, what, e));
+              result.completeExceptionally(failure(id, sequenceNr, what, e));
             } catch (IOException | JetStreamApiException | RuntimeException e) {
-              result.completeExceptionally(failure(id, what, e));
+              result.completeExceptionally(failure(id, sequenceNr, what, e));
+            } catch (Error e) {
+              // An Error from the client: the entity waiting for this (a recovery, a snapshot)
+              // must still hear of it. Not rethrown: on a Pekko dispatcher a fatal error would
+              // shut the whole JVM down.
+              result.completeExceptionally(failure(id, sequenceNr, what, e));
             }
           });
     } catch (RuntimeException e) {
       // Never thrown from the method (e.g. a dispatcher rejecting work at shutdown).
-      result.completeExceptionally(failure(id, what, e));
+      result.completeExceptionally(failure(id, sequenceNr, what, e));
     }
     return result;
   }
 
-  private IllegalStateException failure(PersistenceId id, String what, Exception e) {
-    return new IllegalStateException(
-        "cannot " + what + " [" + id + "] in bucket [" + settings.bucket() + "]: " + e.getMessage(), e);
+  private JournalException failure(PersistenceId id, long sequenceNr, String what, Throwable e) {
+    return new JournalException(
+        "cannot " + what + " [" + id + "] in bucket [" + settings.bucket() + "]: " + e, id, sequenceNr, e);
   }
 
   /** The shared connection; for tests in this package. */
