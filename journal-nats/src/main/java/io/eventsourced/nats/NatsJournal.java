@@ -1001,6 +1001,16 @@ public final class NatsJournal implements Journal {
     return sharedScanMessages.get();
   }
 
+  /** Whether every requested replay has been taken by a drain and no drain is scheduled; for tests here. */
+  boolean replaysTaken() {
+    return queued.isEmpty() && !drainScheduled.get();
+  }
+
+  /** Whether a drain is gathering a group; for tests in this package. */
+  boolean gathering() {
+    return gathering;
+  }
+
   /**
    * One pull consumer serving a group of replays: filtered to the type of all members (or the
    * whole stream for mixed types), from the lowest start to the highest last stream sequence of

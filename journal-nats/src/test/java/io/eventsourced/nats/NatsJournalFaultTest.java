@@ -240,7 +240,9 @@ class NatsJournalFaultTest {
         server.signal("STOP");
         PersistenceId first = ids.get(0);
         replays.put(first, journal.replay(first, 1, Long.MAX_VALUE, Long.MAX_VALUE, e -> seen.get(first).add(e.sequenceNr())).toCompletableFuture());
-        Thread.sleep(300);
+        // Polled, not slept, so that a loaded machine changes nothing: the first replay has been
+        // taken alone before the others are asked for, and the server resumes while they gather.
+        awaitTrue(journal::replaysTaken, "the first replay taken alone");
         TestNats.whileDispatcherBusy(
             testKit.system(),
             3,
@@ -250,7 +252,7 @@ class NatsJournalFaultTest {
               }
               return null;
             });
-        Thread.sleep(300);
+        awaitTrue(journal::gathering, "the other nine gathering");
         server.signal("CONT");
         CompletableFuture.allOf(replays.values().toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
         for (PersistenceId id : ids) {
@@ -521,6 +523,15 @@ class NatsJournalFaultTest {
         Thread.sleep(200);
       }
     }
+  }
+
+  /** Polls {@code condition} for up to 10 s, failing the test with {@code what} if it never holds. */
+  private static void awaitTrue(java.util.function.BooleanSupplier condition, String what) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!condition.getAsBoolean() && System.nanoTime() < deadline) {
+      Thread.sleep(1);
+    }
+    assertThat(condition.getAsBoolean()).as(what).isTrue();
   }
 
   private static AtomicWrite write(PersistenceId id, long expected, String text) {

@@ -233,10 +233,12 @@ final class GroupCommit {
 
   /** Starts a writer counted in {@code inFlight} already. */
   private void startWriter() {
+    // Counted first: the new writer may be done before execute returns here.
+    startedWriters.increment();
     try {
       executor.execute(this::drainLoop);
-      startedWriters.increment();
     } catch (RuntimeException e) {
+      startedWriters.decrement();
       // The dispatcher is shutting down (or refuses for another reason): nobody will write what
       // is queued.
       List<Pending> orphans;

@@ -103,6 +103,11 @@ class PostgresGroupCommitTest {
     }
   }
 
+  /** This class's journal backends waiting on a lock (not those of anything else on the server). */
+  private static final String LOCK_WAITERS =
+      " FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'eventsourced'"
+          + " AND wait_event_type = 'Lock' AND query LIKE '%" + SCHEMA + "%'";
+
   /**
    * Waits until one of the journal's backends waits on a row lock: its batch is then in flight,
    * and whatever is appended next queues for a later batch. Polled rather than slept, so the
@@ -112,8 +117,7 @@ class PostgresGroupCommitTest {
     try (Connection admin = PostgresTestSupport.connect(PostgresTestSupport.defaults());
         PreparedStatement ps =
             admin.prepareStatement(
-                "SELECT count(*) FROM pg_stat_activity"
-                    + " WHERE application_name = 'eventsourced' AND wait_event_type = 'Lock'")) {
+                "SELECT count(*)" + LOCK_WAITERS)) {
       long waiting = 0;
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
       while (waiting == 0 && System.nanoTime() < deadline) {
@@ -552,8 +556,7 @@ class PostgresGroupCommitTest {
       while (terminated == 0 && System.nanoTime() < deadline) {
         try (PreparedStatement ps =
                 admin.prepareStatement(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        + " WHERE application_name = 'eventsourced' AND wait_event_type = 'Lock'");
+                    "SELECT pg_terminate_backend(pid)" + LOCK_WAITERS);
             var rs = ps.executeQuery()) {
           while (rs.next()) {
             terminated++;

@@ -146,8 +146,8 @@ class CounterTest {
     CompletableFuture<Void> all = new CompletableFuture<>();
     Thread clients = new Thread(() -> {
       try {
-        for (int i = 0; i < 4; i++) {
-          Thread.sleep(900);
+        for (int i = 0; i < 12; i++) {
+          Thread.sleep(300);
           persisted.increment();
         }
         all.complete(null);
@@ -156,7 +156,8 @@ class CounterTest {
       }
     });
     clients.start();
-    // 3.6 s of work with progress at least every 0.9 s outlasts a 2 s stall limit.
+    // 3.6 s of work with progress every 0.3 s (far inside the limit, even on a loaded machine)
+    // outlasts a 2 s stall limit.
     boolean finished =
         Main.awaitProgress(all, persisted, Duration.ofSeconds(2), new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8));
     clients.join();
