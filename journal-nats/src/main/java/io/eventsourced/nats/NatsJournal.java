@@ -1205,6 +1205,12 @@ public final class NatsJournal implements Journal {
           }
           return;
         } catch (IOException | RuntimeException e) {
+          if (connection.getStatus() == Connection.Status.CLOSED) {
+            // Shutting down (or the connection gave up): no request can succeed, and the server
+            // removes the consumer on its own; nothing for an operator to do.
+            log.debug("Shared replay consumer [{}] left to the server: the connection is closed", consumer);
+            return;
+          }
           if (attempt == DELETE_ATTEMPTS) {
             leftBehind(consumer, e);
             return;
@@ -1214,7 +1220,8 @@ public final class NatsJournal implements Journal {
     }
 
     private void leftBehind(String consumer, Exception e) {
-      // Harmless for the replays, but visible to an operator listing the stream's consumers.
+      // Harmless for the replays, but a server error or timeout on a live connection is worth
+      // an operator's look: consumers pile up if it keeps happening.
       log.warn(
           "Could not delete the shared replay consumer [{}] of stream [{}]; the server removes it after [{}] without requests: {}",
           consumer,

@@ -224,7 +224,8 @@ public final class NatsSnapshotStore implements SnapshotStore {
     if (closed.get()) {
       result.completeExceptionally(
           new JournalException(
-              "cannot " + what + " [" + id + "]: the NATS snapshot store is closed", id, sequenceNr, null));
+              "cannot " + what + " [" + id + "] in bucket [" + settings.bucket() + "]: the NATS snapshot store is closed",
+              id, sequenceNr, null));
       return result;
     }
     try {
@@ -239,9 +240,12 @@ public final class NatsSnapshotStore implements SnapshotStore {
               result.completeExceptionally(failure(id, sequenceNr, what, e));
             } catch (Error e) {
               // An Error from the client: the entity waiting for this (a recovery, a snapshot)
-              // must still hear of it. Not rethrown: on a Pekko dispatcher a fatal error would
-              // shut the whole JVM down.
+              // must still hear of it. What the JVM cannot recover from is rethrown afterwards,
+              // so that Pekko ends the JVM (pekko.jvm-exit-on-fatal-error) as anywhere else.
               result.completeExceptionally(failure(id, sequenceNr, what, e));
+              if ((e instanceof VirtualMachineError && !(e instanceof StackOverflowError)) || e instanceof LinkageError) {
+                throw e;
+              }
             }
           });
     } catch (RuntimeException e) {

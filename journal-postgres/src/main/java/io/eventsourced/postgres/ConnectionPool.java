@@ -261,6 +261,18 @@ final class ConnectionPool {
    * not replace the error that broke it (or fail a read that succeeded). The pool evicts such a
    * connection, and the server discards its transaction.
    */
+  /**
+   * Rethrows what the JVM cannot recover from, once the caller has been told: on a Pekko
+   * dispatcher it then ends the JVM ({@code pekko.jvm-exit-on-fatal-error}), as it would have
+   * anywhere else. A stack overflow is not among them: it is the caller's deep recursion (a
+   * replay consumer), and the stack is unwound by now.
+   */
+  static void rethrowIfFatal(Error e) {
+    if ((e instanceof VirtualMachineError && !(e instanceof StackOverflowError)) || e instanceof LinkageError) {
+      throw e;
+    }
+  }
+
   static void rollbackQuietly(Connection c) {
     try {
       c.rollback();

@@ -276,8 +276,8 @@ public final class PostgresJournal implements Journal {
           result.completeExceptionally(e);
         } catch (Error e) {
           // e.g. a StackOverflowError in the replay consumer: the caller must still hear of it.
-          // Not rethrown: on a Pekko dispatcher a fatal error would shut the whole JVM down.
           result.completeExceptionally(e);
+          ConnectionPool.rethrowIfFatal(e);
         }
       });
     } catch (RuntimeException e) {

@@ -200,12 +200,12 @@ public final class PostgresSnapshotStore implements SnapshotStore {
           result.completeExceptionally(e);
         } catch (Error e) {
           // An Error from the driver or the pool: the entity waiting for this (a recovery, a
-          // snapshot) must still hear of it. Not rethrown: on a Pekko dispatcher a fatal error
-          // would shut the whole JVM down.
+          // snapshot) must still hear of it.
           result.completeExceptionally(
               new JournalException(
                   "cannot " + what + " [" + id + "] at sequenceNr [" + sequenceNr + "]: " + e,
                   id, sequenceNr, e));
+          ConnectionPool.rethrowIfFatal(e);
         }
       });
     } catch (RuntimeException e) {

@@ -57,9 +57,15 @@ class PostgresCopyAheadTest {
 
   @AfterAll
   static void shutdown() {
-    if (testKit != null) {
+    if (testKit == null) {
+      return; // No server: nothing was started or created.
+    }
+    try {
       testKit.shutdownTestKit();
-      statementTimeout.shutdownTestKit();
+      if (statementTimeout != null) {
+        statementTimeout.shutdownTestKit();
+      }
+    } finally {
       PostgresTestSupport.dropSchema(SCHEMA);
       PostgresTestSupport.dropSchema(TIMEOUT_SCHEMA);
     }
