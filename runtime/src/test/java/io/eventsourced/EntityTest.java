@@ -368,6 +368,9 @@ class EntityTest {
     expectAccepted();
     testKit.stop(first);
     await(journal().append(new AtomicWrite(pid, 1, List.of(new PersistentRepr(pid, 2, 999_999, "nope", new byte[] {1, 2})))));
+    // The command must reach the entity while it recovers (it is then stashed and failed with
+    // the cause); a recovery failing first would leave it to the dead-letter reply.
+    journal().delayReplays(Duration.ofMillis(300));
     var entity = spawn(tally);
     send(entity, new Tally.Get());
     assertThat(expectFailed()).hasMessageContaining("tally|" + id).hasMessageContaining("sequenceNr [2]").hasMessageContaining("999999");
