@@ -426,6 +426,32 @@ class EntityTest {
     }
   }
 
+  @Test
+  @DisplayName("tells a command sent to the actor of an entity that stopped after a failure why it stopped")
+  void lateActorCommandLearnsTheCause() {
+    var first = spawn(tally);
+    send(first, new Tally.Add("a"));
+    expectAccepted();
+    testKit.stop(first);
+    journal().failNextReplay(pid);
+    var entity = spawn(tally);
+    testKit.createTestProbe().expectTerminated(entity, Duration.ofSeconds(3));
+    send(entity, new Tally.Get());
+    EntityException error = expectFailed();
+    assertThat(error)
+        .hasMessageContaining("entity [tally|" + id + "]")
+        .hasMessageContaining("stopped after a failure")
+        .hasMessageContaining("injected replay failure");
+    assertThat(error.persistenceId()).isEqualTo(pid);
+    // A healthy entity's actor that was simply stopped still gets the plain answer.
+    var other = spawn(tally);
+    send(other, new Tally.Finish());
+    expectAccepted();
+    testKit.createTestProbe().expectTerminated(other, Duration.ofSeconds(3));
+    send(other, new Tally.Get());
+    assertThat(expectFailed()).hasMessageContaining("is stopped; the command was not handled").hasNoCause();
+  }
+
   /** Serializes test fixtures the way the entity does, to write records by hand. */
   private final class Serde {
     private final org.apache.pekko.serialization.Serialization serialization =

@@ -22,9 +22,12 @@ final class DeadLetterReplies {
 
   private DeadLetterReplies() {}
 
-  static void start(ActorSystem<?> system, Function<PersistenceId, EntityException> failures) {
+  static void start(
+      ActorSystem<?> system,
+      Function<PersistenceId, EntityException> failures,
+      Function<org.apache.pekko.actor.ActorRef, EntityException> failedActors) {
     ActorRef<AllDeadLetters> listener =
-        system.systemActorOf(behavior(failures), "eventsourced-dead-letter-replies", Props.empty());
+        system.systemActorOf(behavior(failures, failedActors), "eventsourced-dead-letter-replies", Props.empty());
     // Subscribed on the classic event stream, which subscribes before it returns: the typed
     // Subscribe message would let dead letters of the first entities, published before it is
     // processed, pass unanswered (their callers would wait for the ask timeout).
@@ -33,7 +36,8 @@ final class DeadLetterReplies {
 
   @SuppressWarnings({"unchecked", "rawtypes"})
   private static Behavior<AllDeadLetters> behavior(
-      Function<PersistenceId, EntityException> failures) {
+      Function<PersistenceId, EntityException> failures,
+      Function<org.apache.pekko.actor.ActorRef, EntityException> failedActors) {
     return Behaviors.receive(AllDeadLetters.class)
         .onMessage(
             AllDeadLetters.class,
@@ -50,14 +54,20 @@ final class DeadLetterReplies {
                                 "entity [" + ask.persistenceId() + "] is stopped" + why + "; the command was not handled",
                                 cause)));
               } else if (message instanceof EntityCommand command) {
+                EntityException cause = failedActors.apply(dead.recipient());
+                String what =
+                    cause == null
+                        ? "entity at [" + dead.recipient().path() + "] is stopped"
+                        : "entity [" + cause.persistenceId() + "] at [" + dead.recipient().path()
+                            + "] is stopped after a failure: " + cause.getMessage();
                 command
                     .replyTo()
                     .tell(
                         new Reply.Failed<>(
                             new EntityException(
-                                null,
-                                "entity at [" + dead.recipient().path() + "] is stopped; the command was not handled",
-                                null)));
+                                cause == null ? null : cause.persistenceId(),
+                                what + "; the command was not handled",
+                                cause)));
               }
               return Behaviors.same();
             })

@@ -142,7 +142,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
                 new EntityException(
                     persistenceId, "cannot start entity [" + persistenceId + "]: " + e.getMessage(), e);
             log.error("{}", error.getMessage(), e);
-            EventsourcedRuntime.get(context.getSystem()).failed(persistenceId, error);
+            EventsourcedRuntime.get(context.getSystem()).failed(persistenceId, context.getSelf(), error);
             onStopped.run();
             return Behaviors.stopped();
           }
@@ -594,7 +594,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
 
   /** Stops after a failure: fails every waiting caller and remembers why for later callers. */
   private Behavior<Object> failAndStop(EntityException error) {
-    runtime.failed(persistenceId, error);
+    runtime.failed(persistenceId, getContext().getSelf(), error);
     failAllWaiting(error);
     return Behaviors.stopped();
   }

@@ -35,12 +35,27 @@ public final class EventsourcedRuntime implements Extension {
             }
           });
   private static final int MAX_REMEMBERED_FAILURES = 10_000;
+  /**
+   * The same causes by the stopped actor, for commands sent to its {@code ActorRef} directly:
+   * their dead letters name the actor, not the entity. Each incarnation is a new actor, so an
+   * entry never needs clearing; bounded like the map above.
+   */
+  private final Map<org.apache.pekko.actor.ActorRef, EntityException> failedActors =
+      Collections.synchronizedMap(
+          new LinkedHashMap<>() {
+            private static final long serialVersionUID = 1L;
+
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<org.apache.pekko.actor.ActorRef, EntityException> eldest) {
+              return size() > MAX_REMEMBERED_FAILURES;
+            }
+          });
 
   private EventsourcedRuntime(ActorSystem<?> system) {
     this.settings = EntitySettings.fromConfig(system.settings().config());
     this.plugins = new PluginRegistry(system);
     this.serde = new Serde(system);
-    DeadLetterReplies.start(system, failures::get);
+    DeadLetterReplies.start(system, failures::get, failedActors::get);
   }
 
   /**
@@ -84,6 +99,18 @@ public final class EventsourcedRuntime implements Extension {
     } else {
       failures.put(persistenceId, failure);
     }
+  }
+
+  /**
+   * Remembers why an entity stopped after a failure, also by its actor.
+   *
+   * @param persistenceId the entity
+   * @param actor the entity's actor, which is stopping
+   * @param failure why it stopped
+   */
+  void failed(PersistenceId persistenceId, org.apache.pekko.actor.typed.ActorRef<?> actor, EntityException failure) {
+    failed(persistenceId, failure);
+    failedActors.put(org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(actor), failure);
   }
 
   /**
