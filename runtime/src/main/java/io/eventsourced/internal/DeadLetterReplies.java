@@ -25,7 +25,7 @@ final class DeadLetterReplies {
   static void start(
       ActorSystem<?> system,
       Function<PersistenceId, EntityException> failures,
-      Function<org.apache.pekko.actor.ActorRef, EntityException> failedActors) {
+      Function<String, EntityException> failedActors) {
     ActorRef<AllDeadLetters> listener =
         system.systemActorOf(behavior(failures, failedActors), "eventsourced-dead-letter-replies", Props.empty());
     // Subscribed on the classic event stream, which subscribes before it returns: the typed
@@ -37,7 +37,7 @@ final class DeadLetterReplies {
   @SuppressWarnings({"unchecked", "rawtypes"})
   private static Behavior<AllDeadLetters> behavior(
       Function<PersistenceId, EntityException> failures,
-      Function<org.apache.pekko.actor.ActorRef, EntityException> failedActors) {
+      Function<String, EntityException> failedActors) {
     return Behaviors.receive(AllDeadLetters.class)
         .onMessage(
             AllDeadLetters.class,
@@ -54,7 +54,7 @@ final class DeadLetterReplies {
                                 "entity [" + ask.persistenceId() + "] is stopped" + why + "; the command was not handled",
                                 cause)));
               } else if (message instanceof EntityCommand command) {
-                EntityException cause = failedActors.apply(dead.recipient());
+                EntityException cause = failedActors.apply(dead.recipient().path().toSerializationFormat());
                 String what =
                     cause == null
                         ? "entity at [" + dead.recipient().path() + "] is stopped"

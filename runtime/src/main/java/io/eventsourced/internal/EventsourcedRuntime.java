@@ -24,32 +24,27 @@ public final class EventsourcedRuntime implements Extension {
   private final EntitySettings settings;
   private final Serde serde;
   /** Bounded, oldest dropped first: entities that failed and are never used again must not pile up. */
-  private final Map<PersistenceId, EntityException> failures =
-      Collections.synchronizedMap(
-          new LinkedHashMap<>() {
-            private static final long serialVersionUID = 1L;
-
-            @Override
-            protected boolean removeEldestEntry(Map.Entry<PersistenceId, EntityException> eldest) {
-              return size() > MAX_REMEMBERED_FAILURES;
-            }
-          });
+  private final Map<PersistenceId, EntityException> failures = bounded();
   private static final int MAX_REMEMBERED_FAILURES = 10_000;
   /**
    * The same causes by the stopped actor, for commands sent to its {@code ActorRef} directly:
-   * their dead letters name the actor, not the entity. Each incarnation is a new actor, so an
-   * entry never needs clearing; bounded like the map above.
+   * their dead letters name the actor, not the entity. Keyed by the actor's path with its uid
+   * (not the ref, which would keep the stopped actor's cell): each incarnation has its own key,
+   * so an entry never needs clearing; bounded like the map above.
    */
-  private final Map<org.apache.pekko.actor.ActorRef, EntityException> failedActors =
-      Collections.synchronizedMap(
-          new LinkedHashMap<>() {
-            private static final long serialVersionUID = 1L;
+  private final Map<String, EntityException> failedActors = bounded();
 
-            @Override
-            protected boolean removeEldestEntry(Map.Entry<org.apache.pekko.actor.ActorRef, EntityException> eldest) {
-              return size() > MAX_REMEMBERED_FAILURES;
-            }
-          });
+  private static <K> Map<K, EntityException> bounded() {
+    return Collections.synchronizedMap(
+        new LinkedHashMap<>() {
+          private static final long serialVersionUID = 1L;
+
+          @Override
+          protected boolean removeEldestEntry(Map.Entry<K, EntityException> eldest) {
+            return size() > MAX_REMEMBERED_FAILURES;
+          }
+        });
+  }
 
   private EventsourcedRuntime(ActorSystem<?> system) {
     this.settings = EntitySettings.fromConfig(system.settings().config());
@@ -110,7 +105,7 @@ public final class EventsourcedRuntime implements Extension {
    */
   void failed(PersistenceId persistenceId, org.apache.pekko.actor.typed.ActorRef<?> actor, EntityException failure) {
     failed(persistenceId, failure);
-    failedActors.put(org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(actor), failure);
+    failedActors.put(actor.path().toSerializationFormat(), failure);
   }
 
   /**
