@@ -257,11 +257,6 @@ final class ConnectionPool {
   }
 
   /**
-   * Rolls back, ignoring a failure: on a broken connection the rollback fails as well, and must
-   * not replace the error that broke it (or fail a read that succeeded). The pool evicts such a
-   * connection, and the server discards its transaction.
-   */
-  /**
    * Rethrows what the JVM cannot recover from, once the caller has been told: on a Pekko
    * dispatcher it then ends the JVM ({@code pekko.jvm-exit-on-fatal-error}), as it would have
    * anywhere else. A stack overflow is not among them: it is the caller's deep recursion (a
@@ -273,6 +268,11 @@ final class ConnectionPool {
     }
   }
 
+  /**
+   * Rolls back, ignoring a failure: on a broken connection the rollback fails as well, and must
+   * not replace the error that broke it (or fail a read that succeeded). The pool evicts such a
+   * connection, and the server discards its transaction.
+   */
   static void rollbackQuietly(Connection c) {
     try {
       c.rollback();
