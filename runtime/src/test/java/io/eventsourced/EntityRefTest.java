@@ -303,6 +303,44 @@ class EntityRefTest {
         .hasMessageContaining("[no.such.journal]");
   }
 
+  /** A tally whose event handler cannot be built: its factory fails a Java {@code assert}. */
+  private static final class UnbuildableTally
+      implements EventSourced<Tally.Command, Tally.Event, Tally.State, List<String>, Tally.Error> {
+    private final Tally tally = new Tally();
+
+    @Override
+    public String typeName() {
+      return tally.typeName();
+    }
+
+    @Override
+    public Tally.State emptyState() {
+      return tally.emptyState();
+    }
+
+    @Override
+    public CommandHandler<Tally.Command, Tally.Event, Tally.State, List<String>, Tally.Error> commandHandler() {
+      return tally.commandHandler();
+    }
+
+    @Override
+    public EventHandler<Tally.State, Tally.Event> eventHandler() {
+      throw new AssertionError("assertion in eventHandler()");
+    }
+  }
+
+  @Test
+  @DisplayName("stops an entity whose definition throws an AssertionError while it is set up, and tells callers why")
+  void setupAssertionError() {
+    var ref = Entity.spawn(testKit.system(), new UnbuildableTally(), UUID.randomUUID().toString());
+    await(ref.whenStopped());
+    assertThat(failure(ref.ask(new Tally.Get())))
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("cannot start entity [" + ref.persistenceId() + "]")
+        .hasRootCauseInstanceOf(AssertionError.class)
+        .hasRootCauseMessage("assertion in eventHandler()");
+  }
+
   @Test
   @DisplayName("reports an entity that cannot start as stopped, and tells callers why")
   void setupFailure() {

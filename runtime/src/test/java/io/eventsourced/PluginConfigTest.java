@@ -31,6 +31,8 @@ class PluginConfigTest {
                   wrong-type { class = "java.lang.String", plugin-dispatcher = "pekko.actor.default-dispatcher" }
                   no-dispatcher { class = "io.eventsourced.journal.InMemoryJournal", plugin-dispatcher = "no.such.dispatcher" }
                   throwing-journal { class = "io.eventsourced.ThrowingJournal", plugin-dispatcher = "pekko.actor.default-dispatcher" }
+                  minimal-stage-journal { class = "io.eventsourced.MinimalStageJournal", plugin-dispatcher = "pekko.actor.default-dispatcher" }
+                  asserting-snapshots { class = "io.eventsourced.AssertingSnapshotStore", plugin-dispatcher = "pekko.actor.default-dispatcher" }
                   """)
                   .withFallback(ConfigFactory.load())
                   .resolve())
@@ -80,6 +82,33 @@ class PluginConfigTest {
         .hasMessageContaining("cannot recover [tally|replay-throws-1]")
         .hasRootCauseMessage("replay threw for [tally|replay-throws-1]");
     ref.whenStopped().toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS);
+  }
+
+  @Test
+  @DisplayName("takes a journal's minimal completion stage (a CompletableFuture refusing isDone) as any other stage")
+  void minimalStage() throws Exception {
+    String id = java.util.UUID.randomUUID().toString();
+    var ref = Entity.spawn(testKit.system(), new Tally(0, "minimal-stage-journal"), id);
+    assertThat(ref.ask(new Tally.Add("a")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS))
+        .isEqualTo(new Reply.Accepted<>(java.util.List.of("a")));
+    assertThat(ref.ask(new Tally.Add("b")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS))
+        .isEqualTo(new Reply.Accepted<>(java.util.List.of("a", "b")));
+    ref.stop().toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS);
+    var again = Entity.spawn(testKit.system(), new Tally(0, "minimal-stage-journal"), id);
+    assertThat(again.ask(new Tally.Get()).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS))
+        .isEqualTo(new Reply.Accepted<>(java.util.List.of("a", "b")));
+  }
+
+  @Test
+  @DisplayName("replies to a command whose snapshot save throws an AssertionError, and the entity goes on")
+  void snapshotSaveAsserts() throws Exception {
+    int before = AssertingSnapshotStore.saves.get();
+    var ref = Entity.spawn(testKit.system(), new Tally(1, "", "asserting-snapshots"), java.util.UUID.randomUUID().toString());
+    assertThat(ref.ask(new Tally.Add("a")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS))
+        .isEqualTo(new Reply.Accepted<>(java.util.List.of("a")));
+    assertThat(ref.ask(new Tally.Add("b")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS))
+        .isEqualTo(new Reply.Accepted<>(java.util.List.of("a", "b")));
+    assertThat(AssertingSnapshotStore.saves.get() - before).isEqualTo(2);
   }
 
   @Test

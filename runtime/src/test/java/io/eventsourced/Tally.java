@@ -58,6 +58,7 @@ final class Tally implements EventSourced<Tally.Command, Tally.Event, Tally.Stat
 
   private final long snapshotEvery;
   private final String journalPluginId;
+  private final String snapshotPluginId;
 
   Tally() {
     this(0);
@@ -68,13 +69,23 @@ final class Tally implements EventSourced<Tally.Command, Tally.Event, Tally.Stat
   }
 
   Tally(long snapshotEvery, String journalPluginId) {
+    this(snapshotEvery, journalPluginId, "");
+  }
+
+  Tally(long snapshotEvery, String journalPluginId, String snapshotPluginId) {
     this.snapshotEvery = snapshotEvery;
     this.journalPluginId = journalPluginId;
+    this.snapshotPluginId = snapshotPluginId;
   }
 
   @Override
   public String journalPluginId() {
     return journalPluginId;
+  }
+
+  @Override
+  public String snapshotPluginId() {
+    return snapshotPluginId;
   }
 
   @Override

@@ -136,8 +136,11 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
         context -> {
           try {
             return new EntityBehavior<>(context, definition, persistenceId, onStopped);
-          } catch (RuntimeException e) {
-            // Pekko delivers no PostStop to a behavior that never started: report it here.
+          } catch (RuntimeException | Error e) {
+            // An AssertionError in the definition's handler factories is the application's, as
+            // in its handlers; Pekko delivers no PostStop to a behavior that never started, so
+            // it is reported here.
+            rethrowIfFatal(e);
             EntityException error =
                 new EntityException(
                     persistenceId, "cannot start entity [" + persistenceId + "]: " + e.getMessage(), e);
@@ -438,10 +441,16 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
   }
 
   private static CompletableFuture<Done> completed(CompletionStage<Done> stage) {
-    if (stage instanceof CompletableFuture<Done> future && future.isDone()) {
-      return future;
+    if (!(stage instanceof CompletableFuture<Done> future)) {
+      return null;
     }
-    return null;
+    try {
+      return future.isDone() ? future : null;
+    } catch (UnsupportedOperationException e) {
+      // A minimal stage (CompletableFuture.completedStage, minimalCompletionStage) is a
+      // CompletableFuture that refuses isDone: take the way through the mailbox.
+      return null;
+    }
   }
 
   private static Throwable failureOf(CompletableFuture<Done> future) {
@@ -575,9 +584,10 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       saved =
           snapshotStore.save(
               new SnapshotRecord(persistenceId, at, serialized.serializerId(), serialized.manifest(), serialized.bytes()));
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | Error e) {
       // A plugin that throws instead of failing its stage (or a record refusing a null manifest
       // or payload from a custom serializer) must not take the reply with it.
+      rethrowIfFatal(e);
       log.warn("Saving a snapshot of [{}] at sequenceNr [{}] failed", persistenceId, at, e);
       return;
     }
