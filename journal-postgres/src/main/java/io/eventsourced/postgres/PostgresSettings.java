@@ -6,7 +6,6 @@ import java.time.Duration;
 import java.util.Objects;
 import java.util.Set;
 import java.util.function.Supplier;
-import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
@@ -75,8 +74,17 @@ public record PostgresSettings(
   /** Suffix of the by-type ordering index name, appended to the journal table name. */
   static final String ORDERING_INDEX_SUFFIX = "_type_ordering_idx";
 
-  /** The user information of a URL's authority ({@code //user:password@host}). */
-  private static final Pattern USER_INFO = Pattern.compile("^jdbc:postgresql://([^/?#]*)@");
+  private static final String SERVER_URL = "jdbc:postgresql://";
+
+  /**
+   * The hosts of a URL as pgjdbc reads them: {@code host[:port]} (an IPv6 address in brackets),
+   * separated by commas. A password written before the host ({@code user:pass@host}) does not
+   * match: either the hosts part holds its {@code @}, or the password holds a {@code /} and what
+   * precedes that is no port. (An all-digit start before that {@code /} is a port; the {@code @}
+   * then still comes before the query, unless the password also holds a {@code ?}.)
+   */
+  private static final Pattern HOSTS =
+      Pattern.compile("(\\[[^\\]/?@]*\\]|[^\\[\\]/?#@:,]+)(:\\d*)?(,(\\[[^\\]/?@]*\\]|[^\\[\\]/?#@:,]+)(:\\d*)?)*");
 
   private static final Set<String> SSL_MODES =
       Set.of("disable", "allow", "prefer", "require", "verify-ca", "verify-full");
@@ -117,11 +125,10 @@ public record PostgresSettings(
       password = null;
     }
     check(url.startsWith("jdbc:postgresql:"), "url", () -> "must start with jdbc:postgresql:");
-    // pgjdbc would take "user:password@host" for a host name, and put the password into its
-    // "unknown host" error.
-    check(!USER_INFO.matcher(url).find(), "url",
-        () -> "must not hold a user or password before the host (user:password@host), which pgjdbc"
-            + " does not read; set user and password instead (url was [" + maskUrl(url) + "])");
+    // pgjdbc would take "user:password@host" for a host name, or fail to parse the URL, and
+    // log or repeat the whole URL, password included; no such URL reaches it.
+    String serverProblem = serverProblem(url);
+    check(serverProblem == null, "url", () -> serverProblem + " (url was [" + maskUrl(url) + "])");
     check(!user.isBlank(), "user", () -> "must not be empty");
     check(SSL_MODES.contains(sslMode), "ssl-mode", () -> "must be one of " + SSL_MODES);
     checkIdentifier(schema, "schema");
@@ -197,13 +204,44 @@ public record PostgresSettings(
     return maskUrl(url);
   }
 
-  /** A URL with any password parameter and any user information before the host masked. */
+  /**
+   * A URL with any password parameter masked (up to the next {@code &}, where pgjdbc ends a
+   * parameter), and, if its hosts are not plain hosts and ports, everything from the hosts to the
+   * last {@code @} (or the first {@code /}): that is where a password written before the host is.
+   */
   static String maskUrl(String url) {
-    String masked = url.replaceAll("(?i)(password=)[^&;]*", "$1***");
-    Matcher userInfo = USER_INFO.matcher(masked);
-    return userInfo.find()
-        ? masked.substring(0, userInfo.start(1)) + "***" + masked.substring(userInfo.end(1))
-        : masked;
+    String masked = url.replaceAll("(?i)(password=)[^&]*", "$1***");
+    if (!masked.startsWith(SERVER_URL) || serverProblem(url) == null) {
+      return masked;
+    }
+    int at = masked.lastIndexOf('@');
+    int slash = masked.indexOf('/', SERVER_URL.length());
+    int end = at >= 0 ? at : slash >= 0 ? slash : masked.length();
+    return SERVER_URL + "***" + masked.substring(end);
+  }
+
+  /**
+   * What is wrong with the hosts part of a {@code jdbc:postgresql://} URL, or null: it must be
+   * hosts and ports followed by a {@code /}, and no {@code @} may come before the query.
+   */
+  private static String serverProblem(String url) {
+    if (!url.startsWith(SERVER_URL)) {
+      return null;
+    }
+    String rest = url.substring(SERVER_URL.length());
+    int query = rest.indexOf('?');
+    String beforeQuery = query >= 0 ? rest.substring(0, query) : rest;
+    int slash = beforeQuery.indexOf('/');
+    String hosts = slash >= 0 ? beforeQuery.substring(0, slash) : beforeQuery;
+    if (beforeQuery.indexOf('@') >= 0 || !hosts.isEmpty() && !HOSTS.matcher(hosts).matches()) {
+      return "must not hold a user or password before the host (user:password@host), which pgjdbc"
+          + " does not read, and must name its hosts as host[:port], separated by commas; set"
+          + " user and password instead";
+    }
+    if (slash < 0) {
+      return "must have a / after the hosts and ports (jdbc:postgresql://host:port/database)";
+    }
+    return null;
   }
 
   @Override

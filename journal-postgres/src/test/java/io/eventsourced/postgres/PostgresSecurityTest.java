@@ -136,6 +136,61 @@ class PostgresSecurityTest {
     assertThat(settings.safeUrl()).isEqualTo("jdbc:postgresql://db:5432/app?password=***&ssl=true");
   }
 
+  private static PostgresSettings withUrl(String url) {
+    return PostgresSettings.fromConfig(
+        ConfigFactory.parseString("eventsourced.postgres.url = \"" + url + "\"")
+            .withFallback(ConfigFactory.defaultReferenceUnresolved())
+            .resolve()
+            .getConfig("eventsourced.journal.postgres"),
+        "eventsourced.journal.postgres");
+  }
+
+  @Test
+  @DisplayName("masks a password parameter up to the next &, as pgjdbc reads it, whatever it holds")
+  void masksWholePasswordParameter() {
+    assertThat(withUrl("jdbc:postgresql://db:5432/app?password=abc;TOPSECRET#x&ssl=true").safeUrl())
+        .isEqualTo("jdbc:postgresql://db:5432/app?password=***&ssl=true");
+  }
+
+  @Test
+  @DisplayName("rejects a password before the host whatever characters it holds, without repeating it")
+  void rejectsUserInfoWithAnyCharacters() {
+    for (String url :
+        List.of(
+            "jdbc:postgresql://app:pa?TOPSECRET@db:5432/app",
+            "jdbc:postgresql://app:pa/TOPSECRET@db:5432/app",
+            "jdbc:postgresql://app:pa#TOPSECRET@db:5432/app",
+            "jdbc:postgresql://app:1234/TOPSECRET@db:5432/app",
+            "jdbc:postgresql://app:TOPSECRET@db/app?ssl=true")) {
+      assertThatThrownBy(() -> withUrl(url))
+          .as(url)
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("[eventsourced.journal.postgres.url]")
+          .hasMessageNotContaining("TOPSECRET");
+    }
+  }
+
+  @Test
+  @DisplayName("accepts URLs with several hosts, IPv6 addresses and an @ in a parameter, unmasked")
+  void acceptsPlainHosts() {
+    for (String url :
+        List.of(
+            "jdbc:postgresql://db1:5432,db2:5433/app?ApplicationName=me@corp&ssl=true",
+            "jdbc:postgresql://[::1]:5432/app",
+            "jdbc:postgresql://db/app",
+            "jdbc:postgresql:app")) {
+      assertThat(withUrl(url).safeUrl()).as(url).isEqualTo(url);
+    }
+  }
+
+  @Test
+  @DisplayName("rejects a URL with no / after its hosts, which pgjdbc cannot read")
+  void rejectsMissingSlash() {
+    assertThatThrownBy(() -> withUrl("jdbc:postgresql://db:5432"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[eventsourced.journal.postgres.url] must have a / after the hosts and ports");
+  }
+
   @Test
   @DisplayName("rejects a URL with a user and password before the host, without repeating the password")
   void rejectsUserInfoInUrl() {
