@@ -212,6 +212,7 @@ final class ConnectionPool {
                     + "] and setup is off: create it with schema.sql or set setup = on");
           }
         }
+        requireShape(c, sql, table, configPath);
         c.commit();
       } catch (SQLException | RuntimeException e) {
         // A broken connection fails the rollback too; the first error is the one to report.
@@ -234,6 +235,54 @@ final class ConnectionPool {
               + "] at [" + s.safeUrl() + "] as user [" + s.user() + "]: " + e.getMessage() + hint,
           e);
     }
+  }
+
+  /**
+   * Fails if the plugin's table is no table, or is the other plugin's kind of table: setup skips
+   * an existing relation of that name, and the snapshot store's upsert would otherwise overwrite
+   * stored events when both plugins are configured with the same table name.
+   */
+  private static void requireShape(Connection c, Sql sql, String table, String configPath)
+      throws SQLException {
+    boolean journal = table.equals(sql.journal);
+    String key = configPath + (journal ? ".journal-table" : ".snapshot-table");
+    try (PreparedStatement ps = c.prepareStatement(sql.tableShape)) {
+      ps.setString(1, table);
+      try (ResultSet rs = ps.executeQuery()) {
+        if (!rs.next()) {
+          return; // dropped meanwhile: the first statement on it will say so
+        }
+        String kind = rs.getString(1);
+        boolean hasOrdering = rs.getBoolean(2);
+        if (!kind.equals("r") && !kind.equals("p")) {
+          throw new IllegalStateException(
+              "[" + key + "] names [" + table + "], which is " + relationKind(kind)
+                  + ", not a table; choose another name");
+        }
+        if (journal && !hasOrdering) {
+          throw new IllegalStateException(
+              "[" + key + "] names table [" + table + "], which has no ordering column, so it is no"
+                  + " journal table (a snapshot table?); choose another name");
+        }
+        if (!journal && hasOrdering) {
+          throw new IllegalStateException(
+              "[" + key + "] names table [" + table + "], which has an ordering column, so it is a"
+                  + " journal table: snapshots saved there would overwrite its events; choose another name");
+        }
+      }
+    }
+  }
+
+  private static String relationKind(String relkind) {
+    return switch (relkind) {
+      case "i", "I" -> "an index";
+      case "S" -> "a sequence";
+      case "v" -> "a view";
+      case "m" -> "a materialized view";
+      case "f" -> "a foreign table";
+      case "c" -> "a composite type";
+      default -> "a relation of kind [" + relkind + "]";
+    };
   }
 
   /**

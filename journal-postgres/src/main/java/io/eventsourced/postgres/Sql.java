@@ -58,6 +58,8 @@ final class Sql {
   final String snapshotLoadLatest;
   final String snapshotDelete;
   final String tableExists;
+  /** The kind of a relation ({@code pg_class.relkind}) and whether it has an ordering column. */
+  final String tableShape;
   /** Whether a schema of the given (unquoted) name exists. */
   final String schemaExists;
   /** Whether the journal table holds any row. */
@@ -143,6 +145,9 @@ final class Sql {
     snapshotDelete =
         "DELETE FROM " + snapshot + " WHERE type_name = ? AND entity_id = ? AND sequence_nr <= ?";
     tableExists = "SELECT to_regclass(?) IS NOT NULL";
+    tableShape =
+        "SELECT c.relkind::text, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid"
+            + " AND a.attname = 'ordering' AND NOT a.attisdropped) FROM pg_class c WHERE c.oid = to_regclass(?)";
     schemaExists = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ?)";
     journalHoldsEvents = "SELECT EXISTS (SELECT 1 FROM " + journal + ")";
     orderingIndexInvalid = "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(?)";

@@ -175,6 +175,50 @@ class PostgresStartupTest {
   }
 
   @Test
+  @DisplayName("refuse a table of the other plugin's kind, or a relation that is no table, naming the key")
+  void tableOfTheWrongShape() {
+    String schema = PostgresTestSupport.freshSchema("shape");
+    String both =
+        "eventsourced.journal.postgres.journal-table = shared\n"
+            + "eventsourced.snapshot-store.postgres.snapshot-table = shared";
+    try {
+      ActorTestKit journalFirst = PostgresTestSupport.testKit(schema, both);
+      try {
+        Persistence.get(journalFirst.system()).journal();
+        assertThatThrownBy(() -> Persistence.get(journalFirst.system()).snapshotStore())
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("[eventsourced.snapshot-store.postgres.snapshot-table]")
+            .hasMessageContaining("would overwrite its events");
+      } finally {
+        journalFirst.shutdownTestKit();
+      }
+      PostgresTestSupport.execute("DROP TABLE \"" + schema + "\".shared");
+      ActorTestKit snapshotsFirst = PostgresTestSupport.testKit(schema, both);
+      try {
+        Persistence.get(snapshotsFirst.system()).snapshotStore();
+        assertThatThrownBy(() -> Persistence.get(snapshotsFirst.system()).journal())
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("[eventsourced.journal.postgres.journal-table]")
+            .hasMessageContaining("no journal table");
+      } finally {
+        snapshotsFirst.shutdownTestKit();
+      }
+      ActorTestKit index =
+          PostgresTestSupport.testKit(schema, "eventsourced.snapshot-store.postgres.snapshot-table = shared_pkey");
+      try {
+        assertThatThrownBy(() -> Persistence.get(index.system()).snapshotStore())
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("[eventsourced.snapshot-store.postgres.snapshot-table]")
+            .hasMessageContaining("which is an index, not a table");
+      } finally {
+        index.shutdownTestKit();
+      }
+    } finally {
+      PostgresTestSupport.dropSchema(schema);
+    }
+  }
+
+  @Test
   @DisplayName("with setup off, fail naming the missing table")
   void setupOffMissingTable() {
     String schema = PostgresTestSupport.freshSchema("nothing");
