@@ -97,6 +97,13 @@ public final class PostgresSnapshotStore implements SnapshotStore {
               id, snapshot.sequenceNr(), null));
     }
     return run("save the snapshot of", id, snapshot.sequenceNr(), c -> {
+      if (settings.snapshotKeepLast() > 0) {
+        try (PreparedStatement ps = c.prepareStatement(sql.snapshotSaveLock)) {
+          ps.setString(1, id.typeName());
+          ps.setString(2, id.entityId());
+          ps.execute();
+        }
+      }
       try (PreparedStatement ps = c.prepareStatement(sql.snapshotUpsert)) {
         ps.setString(1, id.typeName());
         ps.setString(2, id.entityId());

@@ -55,6 +55,11 @@ final class Sql {
   final String replay;
   final String snapshotUpsert;
   final String snapshotRetain;
+  /**
+   * Serializes the saves of one entity while retention is on: two saves' deletes would otherwise
+   * lock each other's rows in opposite orders (a deadlock). Held to the end of the transaction.
+   */
+  final String snapshotSaveLock;
   final String snapshotLoadLatest;
   final String snapshotDelete;
   final String tableExists;
@@ -138,6 +143,7 @@ final class Sql {
         "DELETE FROM " + snapshot + " WHERE type_name = ? AND entity_id = ? AND sequence_nr < ("
             + "SELECT sequence_nr FROM " + snapshot + " WHERE type_name = ? AND entity_id = ?"
             + " ORDER BY sequence_nr DESC OFFSET ? LIMIT 1)";
+    snapshotSaveLock = "SELECT pg_advisory_xact_lock(hashtextextended(? || '|' || ?, 0))";
     snapshotLoadLatest =
         "SELECT sequence_nr, serializer_id, manifest, payload FROM " + snapshot
             + " WHERE type_name = ? AND entity_id = ? AND sequence_nr <= ?"

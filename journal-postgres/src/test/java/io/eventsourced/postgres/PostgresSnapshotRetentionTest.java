@@ -14,7 +14,9 @@ import java.sql.ResultSet;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import org.apache.pekko.Done;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -54,6 +56,24 @@ class PostgresSnapshotRetentionTest {
     assertThat(sequenceNrs(b)).containsExactly(5L);
     assertThat(store.loadLatest(a, 35).toCompletableFuture().get(10, TimeUnit.SECONDS).map(SnapshotRecord::sequenceNr))
         .contains(30L);
+  }
+
+  @Test
+  @DisplayName("saves concurrent snapshots of one entity, some at the same sequenceNr, without a deadlock")
+  void concurrentSavesOfOneEntity() throws Exception {
+    SnapshotStore store = Persistence.get(testKit.system()).snapshotStore();
+    for (int round = 0; round < 10; round++) {
+      PersistenceId id = PersistenceId.of("retained", UUID.randomUUID().toString());
+      List<CompletableFuture<Done>> saves = new ArrayList<>();
+      for (int i = 0; i < 16; i++) {
+        long seq = (i % 4 + 1) * 10;
+        saves.add(store.save(new SnapshotRecord(id, seq, 4, "", new byte[] {(byte) i})).toCompletableFuture());
+      }
+      for (CompletableFuture<Done> save : saves) {
+        assertThat(PostgresTestSupport.outcome(save)).as("round " + round).isNull();
+      }
+      assertThat(sequenceNrs(id)).as("round " + round).containsExactly(30L, 40L);
+    }
   }
 
   @Test
