@@ -112,6 +112,27 @@ class PluginConfigTest {
   }
 
   @Test
+  @DisplayName("treats a journal whose append or replay throws an AssertionError as a failure with that cause")
+  void journalAsserts() throws Exception {
+    var writer = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "asserts-1");
+    var writeFailure =
+        org.assertj.core.api.Assertions.catchThrowable(
+            () -> writer.ask(new Tally.Add("a")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
+    assertThat(writeFailure.getCause())
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("cannot persist events of [tally|asserts-1] at sequenceNr [1]")
+        .hasRootCauseMessage("append asserted for [tally|asserts-1]");
+    var reader = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "asserts-replay-1");
+    var readFailure =
+        org.assertj.core.api.Assertions.catchThrowable(
+            () -> reader.ask(new Tally.Get()).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
+    assertThat(readFailure.getCause())
+        .isInstanceOf(EntityException.class)
+        .hasMessageContaining("cannot recover [tally|asserts-replay-1]")
+        .hasRootCauseMessage("replay asserted for [tally|asserts-replay-1]");
+  }
+
+  @Test
   @DisplayName("fails with a message naming the missing class key")
   void missingClass() {
     assertThatThrownBy(() -> Persistence.get(testKit.system()).journal("no-class"))

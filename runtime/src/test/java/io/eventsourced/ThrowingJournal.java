@@ -10,8 +10,9 @@ import org.apache.pekko.Done;
 
 /**
  * A journal plugin that breaks its contract: {@code append} throws instead of failing its stage,
- * and so does {@code replay} for entities whose id starts with {@code replay-throws}. It holds no
- * events. For {@link PluginConfigTest}.
+ * and so does {@code replay} for entities whose id starts with {@code replay-throws}; for ids
+ * starting with {@code asserts} both throw an {@link AssertionError}, as a failed {@code assert}
+ * would. It holds no events. For {@link PluginConfigTest}.
  */
 public final class ThrowingJournal implements Journal {
 
@@ -24,12 +25,18 @@ public final class ThrowingJournal implements Journal {
 
   @Override
   public CompletionStage<Done> append(AtomicWrite write) {
+    if (write.persistenceId().entityId().startsWith("asserts")) {
+      throw new AssertionError("append asserted for [" + write.persistenceId() + "]");
+    }
     throw new IllegalStateException("append threw for [" + write.persistenceId() + "]");
   }
 
   @Override
   public CompletionStage<Done> replay(
       PersistenceId persistenceId, long from, long to, long max, Consumer<PersistentRepr> onEvent) {
+    if (persistenceId.entityId().startsWith("asserts-replay")) {
+      throw new AssertionError("replay asserted for [" + persistenceId + "]");
+    }
     if (persistenceId.entityId().startsWith("replay-throws")) {
       throw new IllegalStateException("replay threw for [" + persistenceId + "]");
     }

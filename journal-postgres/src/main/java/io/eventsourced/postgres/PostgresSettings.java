@@ -74,17 +74,9 @@ public record PostgresSettings(
   /** Suffix of the by-type ordering index name, appended to the journal table name. */
   static final String ORDERING_INDEX_SUFFIX = "_type_ordering_idx";
 
-  private static final String SERVER_URL = "jdbc:postgresql://";
+  private static final String URL_PREFIX = "jdbc:postgresql:";
 
-  /**
-   * The hosts of a URL as pgjdbc reads them: {@code host[:port]} (an IPv6 address in brackets),
-   * separated by commas. A password written before the host ({@code user:pass@host}) does not
-   * match: either the hosts part holds its {@code @}, or the password holds a {@code /} and what
-   * precedes that is no port. (An all-digit start before that {@code /} is a port; the {@code @}
-   * then still comes before the query, unless the password also holds a {@code ?}.)
-   */
-  private static final Pattern HOSTS =
-      Pattern.compile("(\\[[^\\]/?@]*\\]|[^\\[\\]/?#@:,]+)(:\\d*)?(,(\\[[^\\]/?@]*\\]|[^\\[\\]/?#@:,]+)(:\\d*)?)*");
+  private static final Pattern PORT = Pattern.compile("\\d{1,5}");
 
   private static final Set<String> SSL_MODES =
       Set.of("disable", "allow", "prefer", "require", "verify-ca", "verify-full");
@@ -127,8 +119,8 @@ public record PostgresSettings(
     check(url.startsWith("jdbc:postgresql:"), "url", () -> "must start with jdbc:postgresql:");
     // pgjdbc would take "user:password@host" for a host name, or fail to parse the URL, and
     // log or repeat the whole URL, password included; no such URL reaches it.
-    String serverProblem = serverProblem(url);
-    check(serverProblem == null, "url", () -> serverProblem + " (url was [" + maskUrl(url) + "])");
+    String urlProblem = urlProblem(url);
+    check(urlProblem == null, "url", () -> urlProblem + " (url was [" + maskUrl(url) + "])");
     check(!user.isBlank(), "user", () -> "must not be empty");
     check(SSL_MODES.contains(sslMode), "ssl-mode", () -> "must be one of " + SSL_MODES);
     checkIdentifier(schema, "schema");
@@ -206,40 +198,62 @@ public record PostgresSettings(
 
   /**
    * A URL with any password parameter masked (up to the next {@code &}, where pgjdbc ends a
-   * parameter), and, if its hosts are not plain hosts and ports, everything from the hosts to the
-   * last {@code @} (or the first {@code /}): that is where a password written before the host is.
+   * parameter) and, if it holds an {@code @}, everything before the last one: that is where a
+   * password written before the host ends, whatever characters it holds. An {@code @} in a
+   * parameter value hides more than needed, which costs only a less readable log line.
    */
   static String maskUrl(String url) {
     String masked = url.replaceAll("(?i)(password=)[^&]*", "$1***");
-    if (!masked.startsWith(SERVER_URL) || serverProblem(url) == null) {
+    int at = masked.lastIndexOf('@');
+    if (at < 0 || !masked.startsWith(URL_PREFIX)) {
       return masked;
     }
-    int at = masked.lastIndexOf('@');
-    int slash = masked.indexOf('/', SERVER_URL.length());
-    int end = at >= 0 ? at : slash >= 0 ? slash : masked.length();
-    return SERVER_URL + "***" + masked.substring(end);
+    String slashes = masked.startsWith(URL_PREFIX + "//") ? "//" : "";
+    return URL_PREFIX + slashes + "***" + masked.substring(at);
   }
 
   /**
-   * What is wrong with the hosts part of a {@code jdbc:postgresql://} URL, or null: it must be
-   * hosts and ports followed by a {@code /}, and no {@code @} may come before the query.
+   * What pgjdbc would not read in a {@code jdbc:postgresql:} URL, or null. It refuses such a URL
+   * (or takes a password for a host name) and logs or repeats it whole, so these are checked
+   * first, following pgjdbc's own parsing: no {@code @} before the parameters nor in a parameter
+   * name (where {@code user:password@host} ends up), and after {@code //} the hosts, one {@code
+   * /}, and the database.
    */
-  private static String serverProblem(String url) {
-    if (!url.startsWith(SERVER_URL)) {
-      return null;
+  private static String urlProblem(String url) {
+    int query = url.indexOf('?');
+    String server = (query >= 0 ? url.substring(0, query) : url).substring(URL_PREFIX.length());
+    boolean userInfo = server.indexOf('@') >= 0;
+    if (query >= 0) {
+      for (String parameter : url.substring(query + 1).split("&")) {
+        int eq = parameter.indexOf('=');
+        userInfo |= (eq >= 0 ? parameter.substring(0, eq) : parameter).indexOf('@') >= 0;
+      }
     }
-    String rest = url.substring(SERVER_URL.length());
-    int query = rest.indexOf('?');
-    String beforeQuery = query >= 0 ? rest.substring(0, query) : rest;
-    int slash = beforeQuery.indexOf('/');
-    String hosts = slash >= 0 ? beforeQuery.substring(0, slash) : beforeQuery;
-    if (beforeQuery.indexOf('@') >= 0 || !hosts.isEmpty() && !HOSTS.matcher(hosts).matches()) {
+    if (userInfo) {
       return "must not hold a user or password before the host (user:password@host), which pgjdbc"
-          + " does not read, and must name its hosts as host[:port], separated by commas; set"
-          + " user and password instead";
+          + " does not read; set user and password instead (write an @ in a database name as %40)";
     }
+    if (!server.startsWith("//") || server.equals("//") || server.equals("///")) {
+      return null; // jdbc:postgresql:database, or the local server's defaults
+    }
+    String rest = server.substring(2);
+    int slash = rest.indexOf('/');
     if (slash < 0) {
       return "must have a / after the hosts and ports (jdbc:postgresql://host:port/database)";
+    }
+    if (rest.indexOf('/', slash + 1) >= 0) {
+      return "must have a single / between the hosts and the database (write a / in a database"
+          + " name as %2F)";
+    }
+    for (String address : rest.substring(0, slash).split(",", -1)) {
+      int colon = address.lastIndexOf(':');
+      if (colon >= 0 && address.lastIndexOf(']') < colon) {
+        String port = address.substring(colon + 1);
+        if (!PORT.matcher(port).matches() || Integer.parseInt(port) < 1 || Integer.parseInt(port) > 65535) {
+          return "must give each host's port as a number from 1 to 65535 (host:port, hosts"
+              + " separated by commas)";
+        }
+      }
     }
     return null;
   }

@@ -153,15 +153,21 @@ class PostgresSecurityTest {
   }
 
   @Test
-  @DisplayName("rejects a password before the host whatever characters it holds, without repeating it")
-  void rejectsUserInfoWithAnyCharacters() {
+  @DisplayName("rejects a password before the host, and URLs pgjdbc cannot read, without repeating the password")
+  void rejectsUserInfoAndUnreadableUrls() {
     for (String url :
         List.of(
             "jdbc:postgresql://app:pa?TOPSECRET@db:5432/app",
             "jdbc:postgresql://app:pa/TOPSECRET@db:5432/app",
             "jdbc:postgresql://app:pa#TOPSECRET@db:5432/app",
             "jdbc:postgresql://app:1234/TOPSECRET@db:5432/app",
-            "jdbc:postgresql://app:TOPSECRET@db/app?ssl=true")) {
+            "jdbc:postgresql://app:1234/TOP?SECRET@db:5432/app",
+            "jdbc:postgresql://app:TOPSECRET@db/app?ssl=true",
+            "jdbc:postgresql:app:TOPSECRET@db/app",
+            "jdbc:postgresql://db/app/?password=TOPSECRET",
+            "jdbc:postgresql://db:/app?password=TOPSECRET",
+            "jdbc:postgresql://db:99999/app?password=TOPSECRET",
+            "jdbc:postgresql://db:5432?password=TOPSECRET")) {
       assertThatThrownBy(() -> withUrl(url))
           .as(url)
           .isInstanceOf(IllegalArgumentException.class)
@@ -171,13 +177,28 @@ class PostgresSecurityTest {
   }
 
   @Test
-  @DisplayName("accepts URLs with several hosts, IPv6 addresses and an @ in a parameter, unmasked")
-  void acceptsPlainHosts() {
+  @DisplayName("never shows a password before the host, even where pgjdbc reads the URL otherwise")
+  void masksEverythingBeforeTheLastAt() {
+    // pgjdbc reads host "app", port 1234, database "TOP" and a parameter x; the password stays hidden.
+    assertThat(withUrl("jdbc:postgresql://app:1234/TOP?x=SECRET@db:5432/app").safeUrl())
+        .isEqualTo("jdbc:postgresql://***@db:5432/app");
+    assertThat(withUrl("jdbc:postgresql://db/app?ApplicationName=me@corp&ssl=true").safeUrl())
+        .isEqualTo("jdbc:postgresql://***@corp&ssl=true");
+  }
+
+  @Test
+  @DisplayName("accepts the URL forms pgjdbc reads, unmasked")
+  void acceptsReadableUrls() {
     for (String url :
         List.of(
-            "jdbc:postgresql://db1:5432,db2:5433/app?ApplicationName=me@corp&ssl=true",
+            "jdbc:postgresql://db1:5432,db2:5433/app?ssl=true",
+            "jdbc:postgresql://db1:5432,/app",
+            "jdbc:postgresql://:5433/app",
             "jdbc:postgresql://[::1]:5432/app",
-            "jdbc:postgresql://db/app",
+            "jdbc:postgresql://::1:5432/app",
+            "jdbc:postgresql://db/my%40db",
+            "jdbc:postgresql:///app?host=/var/run/postgresql",
+            "jdbc:postgresql://",
             "jdbc:postgresql:app")) {
       assertThat(withUrl(url).safeUrl()).as(url).isEqualTo(url);
     }

@@ -221,8 +221,10 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     CompletionStage<Done> replayed;
     try {
       replayed = journal.replay(persistenceId, from, Long.MAX_VALUE, Long.MAX_VALUE, fold);
-    } catch (RuntimeException e) {
-      // A plugin that throws instead of failing its stage: the same as a failed replay.
+    } catch (RuntimeException | Error e) {
+      // A plugin that throws instead of failing its stage (an AssertionError included): the same
+      // as a failed replay.
+      rethrowIfFatal(e);
       replayed = CompletableFuture.failedFuture(e);
     }
     getContext().pipeToSelf(replayed, (done, error) -> new Recovered(fold.state, fold.sequenceNr, error));
@@ -416,8 +418,10 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     CompletionStage<Done> write;
     try {
       write = journal.append(new AtomicWrite(persistenceId, sequenceNr, reprs));
-    } catch (RuntimeException e) {
-      // A plugin that throws instead of failing its stage: the same as a failed write.
+    } catch (RuntimeException | Error e) {
+      // A plugin that throws instead of failing its stage (an AssertionError included): the same
+      // as a failed write.
+      rethrowIfFatal(e);
       write = CompletableFuture.failedFuture(e);
     }
     CompletableFuture<Done> written = completed(write);
