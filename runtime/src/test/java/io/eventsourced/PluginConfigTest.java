@@ -38,6 +38,15 @@ class PluginConfigTest {
                   .resolve())
           .build();
 
+  /** The failure of an ask that must fail within 5 s: the cause its stage completed with. */
+  private static Throwable askFailure(EntityRef<Tally.Command, java.util.List<String>, Tally.Error> ref, Tally.Command command) {
+    Throwable failure =
+        org.assertj.core.api.Assertions.catchThrowable(
+            () -> ref.ask(command).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
+    assertThat(failure).isInstanceOf(java.util.concurrent.ExecutionException.class);
+    return failure.getCause();
+  }
+
   @Test
   @DisplayName("creates each plugin once per actor system and keeps configured plugins apart")
   void oncePerSystem() {
@@ -58,11 +67,7 @@ class PluginConfigTest {
   @DisplayName("treats a journal whose append throws as a failed write: the caller is told why and the entity stops")
   void appendThrows() throws Exception {
     var ref = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "t");
-    var failure =
-        org.assertj.core.api.Assertions.catchThrowable(
-            () -> ref.ask(new Tally.Add("a")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
-    assertThat(failure).isInstanceOf(java.util.concurrent.ExecutionException.class);
-    assertThat(failure.getCause())
+    assertThat(askFailure(ref, new Tally.Add("a")))
         .isInstanceOf(EntityException.class)
         .hasMessageContaining("cannot persist events of [tally|t] at sequenceNr [1]")
         .hasMessageContaining("append threw");
@@ -73,11 +78,7 @@ class PluginConfigTest {
   @DisplayName("treats a journal whose replay throws as a failed recovery: the caller is told why and the entity stops")
   void replayThrows() throws Exception {
     var ref = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "replay-throws-1");
-    var failure =
-        org.assertj.core.api.Assertions.catchThrowable(
-            () -> ref.ask(new Tally.Get()).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
-    assertThat(failure).isInstanceOf(java.util.concurrent.ExecutionException.class);
-    assertThat(failure.getCause())
+    assertThat(askFailure(ref, new Tally.Get()))
         .isInstanceOf(EntityException.class)
         .hasMessageContaining("cannot recover [tally|replay-throws-1]")
         .hasRootCauseMessage("replay threw for [tally|replay-throws-1]");
@@ -115,18 +116,12 @@ class PluginConfigTest {
   @DisplayName("treats a journal whose append or replay throws an AssertionError as a failure with that cause")
   void journalAsserts() throws Exception {
     var writer = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "asserts-1");
-    var writeFailure =
-        org.assertj.core.api.Assertions.catchThrowable(
-            () -> writer.ask(new Tally.Add("a")).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
-    assertThat(writeFailure.getCause())
+    assertThat(askFailure(writer, new Tally.Add("a")))
         .isInstanceOf(EntityException.class)
         .hasMessageContaining("cannot persist events of [tally|asserts-1] at sequenceNr [1]")
         .hasRootCauseMessage("append asserted for [tally|asserts-1]");
     var reader = Entity.spawn(testKit.system(), new Tally(0, "throwing-journal"), "asserts-replay-1");
-    var readFailure =
-        org.assertj.core.api.Assertions.catchThrowable(
-            () -> reader.ask(new Tally.Get()).toCompletableFuture().get(5, java.util.concurrent.TimeUnit.SECONDS));
-    assertThat(readFailure.getCause())
+    assertThat(askFailure(reader, new Tally.Get()))
         .isInstanceOf(EntityException.class)
         .hasMessageContaining("cannot recover [tally|asserts-replay-1]")
         .hasRootCauseMessage("replay asserted for [tally|asserts-replay-1]");
