@@ -22,6 +22,25 @@ final class Envelope {
   private Envelope() {}
 
   /**
+   * Whether a manifest holds a lone surrogate, which UTF-8 cannot encode ({@code getBytes} would
+   * store a {@code ?} instead, and the manifest would not read back as written).
+   *
+   * @param manifest the manifest
+   * @return true if some surrogate is unpaired
+   */
+  static boolean hasLoneSurrogate(String manifest) {
+    for (int i = 0; i < manifest.length(); i++) {
+      char c = manifest.charAt(i);
+      if (Character.isHighSurrogate(c) && i + 1 < manifest.length() && Character.isLowSurrogate(manifest.charAt(i + 1))) {
+        i++;
+      } else if (Character.isSurrogate(c)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
    * Encodes the events of one write.
    *
    * @param events the events, contiguous

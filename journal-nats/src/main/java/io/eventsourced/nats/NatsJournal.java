@@ -388,6 +388,15 @@ public final class NatsJournal implements Journal {
       long first = write.expectedSequenceNr() + 1;
       long last = write.highestSequenceNr();
       this.headers = new Headers().put(SEQ_HEADER, first == last ? Long.toString(first) : first + "-" + last);
+      for (PersistentRepr event : write.events()) {
+        if (Envelope.hasLoneSurrogate(event.manifest())) {
+          throw new JournalException(
+              "cannot append events for [" + id + "] from sequenceNr [" + first + "]: the manifest of"
+                  + " the event at sequenceNr [" + event.sequenceNr() + "] contains a lone surrogate,"
+                  + " which UTF-8 cannot hold; nothing was stored",
+              id, first, null);
+        }
+      }
       this.body = Envelope.encodeEvents(write.events());
       this.messageId = key + ":" + first + ":" + writerId + "-" + Long.toString(writeCounter.incrementAndGet(), 36);
       // What the server counts against max_payload: headers (ours plus the expectation and the

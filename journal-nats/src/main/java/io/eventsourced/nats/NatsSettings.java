@@ -305,6 +305,12 @@ public record NatsSettings(
 
   static int integer(Config config, String path, String key) {
     try {
+      // getInt would truncate 1.7 to 1 without a word.
+      double value = config.getNumber(key).doubleValue();
+      if (value != Math.rint(value)) {
+        throw new IllegalArgumentException(
+            "[" + path + "." + key + "] must be a whole number, was [" + config.getValue(key).unwrapped() + "]");
+      }
       return config.getInt(key);
     } catch (ConfigException.Missing e) {
       throw new IllegalArgumentException("[" + path + "." + key + "] is missing", e);

@@ -142,6 +142,10 @@ public final class NatsSnapshotStore implements SnapshotStore {
         snapshot.sequenceNr(),
         "save the snapshot at sequenceNr [" + snapshot.sequenceNr() + "] of",
         () -> {
+          if (Envelope.hasLoneSurrogate(snapshot.manifest())) {
+            throw new IllegalArgumentException(
+                "its manifest contains a lone surrogate, which UTF-8 cannot hold; nothing was stored");
+          }
           bucket.put(
               prefix(snapshot.persistenceId()) + snapshot.sequenceNr(),
               Envelope.encodeSnapshot(snapshot.serializerId(), snapshot.manifest(), snapshot.payload()));

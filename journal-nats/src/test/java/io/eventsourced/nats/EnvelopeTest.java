@@ -15,6 +15,18 @@ class EnvelopeTest {
   private static final PersistenceId ID = PersistenceId.of("counter", "1");
 
   @Test
+  @DisplayName("finds unpaired surrogates anywhere in a manifest, and only those")
+  void loneSurrogates() {
+    assertThat(Envelope.hasLoneSurrogate("\uD800")).isTrue();
+    assertThat(Envelope.hasLoneSurrogate("a\uDC00b")).isTrue();
+    assertThat(Envelope.hasLoneSurrogate("ab\uD83D")).isTrue();
+    assertThat(Envelope.hasLoneSurrogate("\uDE00\uD83D")).isTrue();
+    assertThat(Envelope.hasLoneSurrogate("")).isFalse();
+    assertThat(Envelope.hasLoneSurrogate("com.example.E")).isFalse();
+    assertThat(Envelope.hasLoneSurrogate("x\uD83D\uDE00y")).isFalse();
+  }
+
+  @Test
   @DisplayName("round-trip the events of one write with serializer ids, manifests and payloads")
   void eventsRoundTrip() {
     List<PersistentRepr> events =

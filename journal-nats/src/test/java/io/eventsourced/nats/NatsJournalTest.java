@@ -10,6 +10,7 @@ import io.eventsourced.journal.ConcurrencyConflictException;
 import io.eventsourced.journal.Journal;
 import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
+import io.eventsourced.snapshot.SnapshotRecord;
 import io.eventsourced.snapshot.SnapshotStore;
 import io.nats.client.Connection;
 import io.nats.client.JetStreamSubscription;
@@ -159,6 +160,31 @@ class NatsJournalTest {
     await(journal().append(TestNats.write(question, 0, 1)));
     assertThat(sequenceNrs(replay(surrogate, 1))).containsExactly(1L, 2L);
     assertThat(replay(question, 1)).extracting(e -> e.payload()).containsExactly(TestNats.payload(question, 1));
+  }
+
+  @Test
+  @DisplayName("refuses an event or snapshot manifest with a lone surrogate instead of storing it changed")
+  void loneSurrogateManifests() throws Exception {
+    PersistenceId id = freshId();
+    Throwable error =
+        failure(journal().append(new AtomicWrite(id, 0, List.of(new PersistentRepr(id, 1, 4, "com.example.E\uD800v", bytes("x"))))));
+    assertThat(error)
+        .isInstanceOf(JournalException.class)
+        .hasMessageContaining("cannot append events for [" + id + "] from sequenceNr [1]")
+        .hasMessageContaining("lone surrogate")
+        .hasMessageContaining("nothing was stored");
+    assertThat(await(journal().highestSequenceNr(id))).isZero();
+    SnapshotStore store = Persistence.get(testKit.system()).snapshotStore("eventsourced.snapshot-store.nats");
+    assertThat(failure(store.save(new SnapshotRecord(id, 1, 4, "com.example.S\uDC00", bytes("s")))))
+        .isInstanceOf(JournalException.class)
+        .hasMessageContaining("[" + id + "]")
+        .hasMessageContaining("lone surrogate");
+    assertThat(await(store.loadLatest(id, Long.MAX_VALUE))).isEmpty();
+    // A surrogate pair is a character like any other, and reads back unchanged.
+    await(journal().append(new AtomicWrite(id, 0, List.of(new PersistentRepr(id, 1, 4, "event-😀", bytes("x"))))));
+    assertThat(replay(id, 1)).extracting(PersistentRepr::manifest).containsExactly("event-😀");
+    await(store.save(new SnapshotRecord(id, 1, 4, "state-😀", bytes("s"))));
+    assertThat(await(store.loadLatest(id, Long.MAX_VALUE)).map(SnapshotRecord::manifest)).contains("state-😀");
   }
 
   @Test

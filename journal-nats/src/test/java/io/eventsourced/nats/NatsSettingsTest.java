@@ -79,6 +79,13 @@ class NatsSettingsTest {
         .hasMessageContaining("[eventsourced.journal.nats.stream.name]");
     assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.subject-prefix = \"es.>\""))
         .hasMessageContaining("[eventsourced.journal.nats.stream.subject-prefix]");
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.publish-retries = 1.7"))
+        .hasMessageContaining("[eventsourced.journal.nats.publish-retries] must be a whole number, was [1.7]");
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.replicas = 2.5"))
+        .hasMessageContaining("[eventsourced.journal.nats.stream.replicas] must be a whole number");
+    assertThatThrownBy(() -> journal("eventsourced.journal.nats.shared-scan.min-replays = 2.9"))
+        .hasMessageContaining("[eventsourced.journal.nats.shared-scan.min-replays]")
+        .hasMessageContaining("2.9");
     assertThatThrownBy(() -> journal("eventsourced.journal.nats.stream.duplicate-window = soon"))
         .hasMessageContaining("[eventsourced.journal.nats.stream.duplicate-window]");
     assertThatThrownBy(() -> journal("eventsourced.nats.connection.servers = []"))
