@@ -593,7 +593,7 @@ public final class NatsJournal implements Journal {
       handOff(later, () -> publish(out, expectedStreamSequence, verified, attempt + 1, result), write, result, cause);
       return;
     }
-    String what = uncertain ? "the outcome is unknown (the write may or may not be stored)" : "nothing was stored";
+    String what = outcome(cause, attempt);
     result.completeExceptionally(
         new JournalException(
             "cannot append events for ["
@@ -611,15 +611,32 @@ public final class NatsJournal implements Journal {
             cause));
   }
 
-  /** A failure after which the message may have been stored: republishing resolves it. */
-  private static boolean isUncertain(Throwable cause) {
+  /**
+   * What a caller is told of a write that failed for good. Only an attempt after an uncertain one
+   * is ever made (a republish), so a definite failure of a republish still leaves the first
+   * attempt's outcome unknown.
+   */
+  static String outcome(Throwable cause, int attempt) {
+    return attempt > 0 || isUncertain(cause)
+        ? "the outcome is unknown (the write may or may not be stored)"
+        : "nothing was stored";
+  }
+
+  /**
+   * A failure after which the message may have been stored, or which a republish may get past:
+   * republishing resolves it. jnats completes an asynchronous publish that the server answers
+   * with "503 No Responders" (no stream leader, as during a cluster's election) with a
+   * RuntimeException around an IOException.
+   */
+  static boolean isUncertain(Throwable cause) {
     if (cause instanceof JetStreamApiException) {
       return false; // The server answered: the write was not stored.
     }
     return cause instanceof IOException
         || cause instanceof CancellationException
         || cause instanceof java.util.concurrent.TimeoutException
-        || cause instanceof IllegalStateException;
+        || cause instanceof IllegalStateException
+        || cause instanceof RuntimeException && cause.getCause() instanceof IOException;
   }
 
   // ------------------------------------------------------------------ lookups
@@ -1620,7 +1637,7 @@ public final class NatsJournal implements Journal {
    * The meaningful failure: a JetStream API error anywhere in the chain (jnats wraps it in a
    * RuntimeException in asynchronous publishes), else the innermost wrapped cause.
    */
-  private static Throwable unwrap(Throwable error) {
+  static Throwable unwrap(Throwable error) {
     for (Throwable t = error; t != null; t = t.getCause()) {
       if (t instanceof JetStreamApiException) {
         return t;

@@ -46,4 +46,19 @@ class HandOffTest {
       assertThat(((JournalException) e.getCause()).getSuppressed()).hasAtLeastOneElementOfType(RejectedExecutionException.class);
     }
   }
+
+  @Test
+  @DisplayName("republishes after a 503 No Responders, and never says nothing was stored after a republish")
+  void outcomes() {
+    Throwable noResponders =
+        NatsJournal.unwrap(
+            new java.util.concurrent.CompletionException(
+                new RuntimeException(new java.io.IOException("Error Publishing: 503 No Responders Available For Request"))));
+    assertThat(NatsJournal.isUncertain(noResponders)).isTrue();
+    Throwable apiError = new io.nats.client.JetStreamApiException(io.nats.client.api.Error.JsBadRequestErr);
+    assertThat(NatsJournal.isUncertain(apiError)).isFalse();
+    assertThat(NatsJournal.outcome(apiError, 0)).isEqualTo("nothing was stored");
+    assertThat(NatsJournal.outcome(apiError, 1)).contains("may or may not be stored");
+    assertThat(NatsJournal.outcome(noResponders, 0)).contains("may or may not be stored");
+  }
 }
