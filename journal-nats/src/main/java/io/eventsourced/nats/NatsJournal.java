@@ -386,6 +386,13 @@ public final class NatsJournal implements Journal {
       String key = Keys.entityKey(id);
       this.subject = subjectPrefix + key;
       long first = write.expectedSequenceNr() + 1;
+      String tooLong = subjectTooLong(connection, subject);
+      if (tooLong != null) {
+        throw new JournalException(
+            "cannot append events for [" + id + "] from sequenceNr [" + first + "]: " + tooLong
+                + "; nothing was stored",
+            id, first, null);
+      }
       long last = write.highestSequenceNr();
       this.headers = new Headers().put(SEQ_HEADER, first == last ? Long.toString(first) : first + "-" + last);
       for (PersistentRepr event : write.events()) {
@@ -609,6 +616,26 @@ public final class NatsJournal implements Journal {
             id,
             first,
             cause));
+  }
+
+  /**
+   * Room in a NATS control line ({@code HPUB <subject> <reply inbox> <sizes>}) for what is not
+   * the subject: a reply inbox of about 50 characters, the sizes and separators.
+   */
+  private static final int CONTROL_LINE_RESERVE = 128;
+
+  /**
+   * Why a subject cannot be published, or null: jnats refuses a control line longer than its
+   * {@code maxControlLine} (4 KB by default) with a bare "Control line is too long".
+   */
+  static String subjectTooLong(Connection connection, String subject) {
+    int limit = connection.getOptions().getMaxControlLine() - CONTROL_LINE_RESERVE;
+    int length = subject.getBytes(StandardCharsets.UTF_8).length;
+    return length <= limit
+        ? null
+        : "its id is too long: the entity's subject takes [" + length + "] bytes, more than the ["
+            + limit + "] that fit in a NATS control line (the connection's max control line less"
+            + " room for the reply inbox)";
   }
 
   /**

@@ -142,6 +142,12 @@ public final class NatsSnapshotStore implements SnapshotStore {
         snapshot.sequenceNr(),
         "save the snapshot at sequenceNr [" + snapshot.sequenceNr() + "] of",
         () -> {
+          String tooLong =
+              NatsJournal.subjectTooLong(
+                  shared.connection(), "$KV." + settings.bucket() + "." + prefix(snapshot.persistenceId()) + snapshot.sequenceNr());
+          if (tooLong != null) {
+            throw new IllegalArgumentException(tooLong + "; nothing was stored");
+          }
           if (Envelope.hasLoneSurrogate(snapshot.manifest())) {
             throw new IllegalArgumentException(
                 "its manifest contains a lone surrogate, which UTF-8 cannot hold; nothing was stored");

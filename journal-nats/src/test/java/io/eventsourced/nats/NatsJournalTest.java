@@ -188,6 +188,26 @@ class NatsJournalTest {
   }
 
   @Test
+  @DisplayName("refuses an id too long for a NATS subject with a message naming the limit, and takes a long one that fits")
+  void idTooLongForASubject() throws Exception {
+    PersistenceId tooLong = PersistenceId.of("test", "a".repeat(5000));
+    assertThat(failure(journal().append(TestNats.write(tooLong, 0, 1))))
+        .isInstanceOf(JournalException.class)
+        .hasMessageContaining("from sequenceNr [1]: its id is too long")
+        .hasMessageContaining("fit in a NATS control line")
+        .hasMessageContaining("nothing was stored");
+    SnapshotStore store = Persistence.get(testKit.system()).snapshotStore("eventsourced.snapshot-store.nats");
+    assertThat(failure(store.save(new SnapshotRecord(tooLong, 1, 4, "s", bytes("s")))))
+        .isInstanceOf(JournalException.class)
+        .hasMessageContaining("its id is too long");
+    PersistenceId fits = PersistenceId.of("test", UUID.randomUUID() + "b".repeat(3000));
+    await(journal().append(TestNats.write(fits, 0, 2)));
+    assertThat(sequenceNrs(replay(fits, 1))).containsExactly(1L, 2L);
+    await(store.save(new SnapshotRecord(fits, 2, 4, "s", bytes("s"))));
+    assertThat(await(store.loadLatest(fits, Long.MAX_VALUE)).map(SnapshotRecord::sequenceNr)).contains(2L);
+  }
+
+  @Test
   @DisplayName("fails an oversized write at once with a clear message, stores nothing and stays usable")
   void oversizedWrite() throws Exception {
     PersistenceId id = freshId();
