@@ -53,6 +53,7 @@ public final class EntityRef<C, R, Err> {
   private final ExecutionContextExecutor executor;
   private final Scheduler scheduler;
   private final Duration defaultTimeout;
+  private final EventsourcedRuntime runtime;
 
   EntityRef(ActorSystem<?> system, PersistenceId persistenceId, ActorRef<Object> ref, Lifecycle lifecycle) {
     this.persistenceId = persistenceId;
@@ -60,7 +61,8 @@ public final class EntityRef<C, R, Err> {
     this.lifecycle = lifecycle;
     this.executor = system.executionContext();
     this.scheduler = system.scheduler();
-    this.defaultTimeout = EventsourcedRuntime.get(system).settings().askTimeout();
+    this.runtime = EventsourcedRuntime.get(system);
+    this.defaultTimeout = runtime.settings().askTimeout();
   }
 
   /**
@@ -103,6 +105,13 @@ public final class EntityRef<C, R, Err> {
   public CompletionStage<Reply<R, Err>> ask(C command, Duration timeout) {
     Objects.requireNonNull(command, "command");
     PendingAsk<Reply<R, Err>> ask = new PendingAsk<>(executor);
+    if (lifecycle.stopped.isDone()) {
+      // Answered here, not by the dead-letter listener: Pekko delivers dead letters on a
+      // best-effort basis and may drop a message that arrives while the actor terminates, which
+      // whenStopped() completing does not rule out.
+      executor.execute(() -> ask.completeExceptionally(runtime.stopped(persistenceId, ref)));
+      return ask;
+    }
     ask.timer =
         scheduler.scheduleOnce(
             timeout,
@@ -150,7 +159,8 @@ public final class EntityRef<C, R, Err> {
   }
 
   /**
-   * Completes when the entity has stopped, for whatever reason.
+   * Completes when the entity has stopped, for whatever reason. Asks made after it completed
+   * fail at once with an {@link EntityException} that carries the failure the entity stopped on.
    *
    * @return the stage
    */

@@ -2,6 +2,7 @@ package io.eventsourced;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.eventsourced.internal.EventsourcedRuntime;
 import java.time.Duration;
 import java.util.List;
 import java.util.UUID;
@@ -12,10 +13,12 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.PoisonPill;
 import org.apache.pekko.actor.testkit.typed.annotations.JUnit5TestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.JUnit5TestKitBuilder;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestKitJUnit5Extension;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
@@ -297,6 +300,41 @@ class EntityRefTest {
       } finally {
         fresh.shutdownTestKit();
       }
+    }
+  }
+
+  @Test
+  @DisplayName("fails an ask made after whenStopped() at once, with the failure it stopped on, without relying on dead letters")
+  void askAfterStopNeedsNoDeadLetter() throws Exception {
+    ActorTestKit fresh = ActorTestKit.create("ask-after-stop");
+    try {
+      // Without the dead-letter listener, only the EntityRef itself can answer at once; a reply
+      // later than the 10 s ask timeout would fail the 5 s wait below.
+      EventsourcedRuntime.get(fresh.system());
+      var classic = Adapter.toClassic(fresh.system());
+      var listener =
+          classic.actorSelection("/system/eventsourced-dead-letter-replies").resolveOne(Duration.ofSeconds(3))
+              .toCompletableFuture().get(3, TimeUnit.SECONDS);
+      var watcher = fresh.createTestProbe();
+      listener.tell(PoisonPill.getInstance(), org.apache.pekko.actor.ActorRef.noSender());
+      watcher.expectTerminated(Adapter.toTyped(listener), Duration.ofSeconds(3));
+
+      var failed = Entity.spawn(fresh.system(), new UnbuildableTally(), UUID.randomUUID().toString());
+      await(failed.whenStopped());
+      assertThat(failure(failed.ask(new Tally.Get())))
+          .isInstanceOf(EntityException.class)
+          .hasMessageContaining("entity [" + failed.persistenceId() + "] is stopped after a failure")
+          .hasRootCauseMessage("assertion in eventHandler()");
+
+      var stopped = Entity.spawn(fresh.system(), new Tally(), UUID.randomUUID().toString());
+      await(stopped.ask(new Tally.Add("a")));
+      await(stopped.stop());
+      assertThat(failure(stopped.ask(new Tally.Get())))
+          .isInstanceOf(EntityException.class)
+          .hasMessage("entity [" + stopped.persistenceId() + "] is stopped; the command was not handled")
+          .hasNoCause();
+    } finally {
+      fresh.shutdownTestKit();
     }
   }
 

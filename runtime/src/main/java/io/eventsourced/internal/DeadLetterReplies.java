@@ -34,6 +34,18 @@ final class DeadLetterReplies {
     Adapter.toClassic(system).eventStream().subscribe(Adapter.toClassic(listener), AllDeadLetters.class);
   }
 
+  /**
+   * The failure of a command that an entity did not handle because it had stopped.
+   *
+   * @param persistenceId the entity
+   * @param cause why it stopped, or {@code null} if it was stopped on purpose
+   */
+  static EntityException stopped(PersistenceId persistenceId, EntityException cause) {
+    String why = cause == null ? "" : " after a failure: " + cause.getMessage();
+    return new EntityException(
+        persistenceId, "entity [" + persistenceId + "] is stopped" + why + "; the command was not handled", cause);
+  }
+
   @SuppressWarnings({"unchecked", "rawtypes"})
   private static Behavior<AllDeadLetters> behavior(
       Function<PersistenceId, EntityException> failures,
@@ -44,15 +56,7 @@ final class DeadLetterReplies {
             dead -> {
               Object message = dead.message();
               if (message instanceof Ask ask) {
-                EntityException cause = failures.apply(ask.persistenceId());
-                String why = cause == null ? "" : " after a failure: " + cause.getMessage();
-                ask.replyTo()
-                    .accept(
-                        new Reply.Failed<>(
-                            new EntityException(
-                                ask.persistenceId(),
-                                "entity [" + ask.persistenceId() + "] is stopped" + why + "; the command was not handled",
-                                cause)));
+                ask.replyTo().accept(new Reply.Failed<>(stopped(ask.persistenceId(), failures.apply(ask.persistenceId()))));
               } else if (message instanceof EntityCommand command) {
                 EntityException cause = failedActors.apply(dead.recipient().path().toSerializationFormat());
                 String what =

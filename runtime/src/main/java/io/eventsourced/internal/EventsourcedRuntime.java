@@ -109,6 +109,18 @@ public final class EventsourcedRuntime implements Extension {
   }
 
   /**
+   * The failure of a command sent to an entity actor that has stopped, with the failure it
+   * stopped on, if any.
+   *
+   * @param persistenceId the entity
+   * @param actor the entity's actor
+   * @return the failure to give the command's caller
+   */
+  public EntityException stopped(PersistenceId persistenceId, org.apache.pekko.actor.typed.ActorRef<?> actor) {
+    return DeadLetterReplies.stopped(persistenceId, failedActors.get(actor.path().toSerializationFormat()));
+  }
+
+  /**
    * The serialization helper.
    *
    * @return the serde
