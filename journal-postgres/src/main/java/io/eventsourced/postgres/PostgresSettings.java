@@ -172,16 +172,16 @@ public record PostgresSettings(
           read(config, path, "snapshot-table", () -> config.getString("snapshot-table")),
           read(config, path, "setup", () -> config.getBoolean("setup")),
           read(config, path, "ordering-index", () -> config.getBoolean("ordering-index")),
-          read(config, path, "pool-size", () -> config.getInt("pool-size")),
+          integer(config, path, "pool-size"),
           read(config, path, "connection-timeout", () -> config.getDuration("connection-timeout")),
           read(config, path, "socket-timeout", () -> config.getDuration("socket-timeout")),
           read(config, path, "max-lifetime", () -> config.getDuration("max-lifetime")),
           read(config, path, "close-timeout", () -> config.getDuration("close-timeout")),
-          read(config, path, "max-batch-size", () -> config.getInt("max-batch-size")),
-          read(config, path, "max-in-flight-batches", () -> config.getInt("max-in-flight-batches")),
+          integer(config, path, "max-batch-size"),
+          integer(config, path, "max-in-flight-batches"),
           read(config, path, "max-batch-wait", () -> config.getDuration("max-batch-wait")),
-          read(config, path, "replay-fetch-size", () -> config.getInt("replay-fetch-size")),
-          read(config, path, "snapshot-keep-last", () -> config.getInt("snapshot-keep-last")));
+          integer(config, path, "replay-fetch-size"),
+          integer(config, path, "snapshot-keep-last"));
     } catch (InvalidSetting e) {
       throw new IllegalArgumentException("[" + path + "." + e.key + "] " + e.problem);
     }
@@ -309,6 +309,16 @@ public record PostgresSettings(
     } catch (ConfigException e) {
       throw new IllegalArgumentException("[" + path + "." + key + "] is invalid: " + e.getMessage(), e);
     }
+  }
+
+  /** A whole number; {@code getInt} would truncate 2.5 to 2 without a word. */
+  private static int integer(Config config, String path, String key) {
+    double value = read(config, path, key, () -> config.getNumber(key).doubleValue());
+    if (value != Math.rint(value)) {
+      throw new IllegalArgumentException(
+          "[" + path + "." + key + "] must be a whole number, was [" + config.getValue(key).unwrapped() + "]");
+    }
+    return read(config, path, key, () -> config.getInt(key));
   }
 
   private static void checkIdentifier(String value, String key) {

@@ -116,6 +116,15 @@ class PostgresStartupTest {
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("[" + path + ".close-timeout] must be between 0s and 60s");
     assertThat(settings("eventsourced.postgres.close-timeout = 0s").closeTimeout()).isZero();
+    for (String key : List.of("pool-size", "max-batch-size", "max-in-flight-batches", "replay-fetch-size", "snapshot-keep-last")) {
+      assertThatThrownBy(() -> settings("eventsourced.postgres." + key + " = 2.5"))
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessage("[" + path + "." + key + "] must be a whole number, was [2.5]");
+      assertThatThrownBy(() -> settings("eventsourced.postgres." + key + " = many"))
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("[" + path + "." + key + "] is invalid");
+    }
+    assertThat(settings("eventsourced.postgres.pool-size = 2.0").poolSize()).isEqualTo(2);
   }
 
   private static PostgresSettings settings(String overrides) {
