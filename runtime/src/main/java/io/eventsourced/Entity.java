@@ -1,6 +1,7 @@
 package io.eventsourced;
 
 import io.eventsourced.internal.EntityBehavior;
+import io.eventsourced.internal.EventsourcedRuntime;
 import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicLong;
@@ -58,7 +59,7 @@ public final class Entity {
    * @param <Err> the domain error type
    * @return the entity reference
    * @throws IllegalArgumentException if the entity's journal or snapshot store plugin is missing
-   *     or misconfigured, naming the config path
+   *     or misconfigured, or {@code eventsourced.entity} is invalid, naming the config path
    */
   public static <C, E, S, R, Err> EntityRef<C, R, Err> spawn(
       ActorSystem<?> system, EventSourced<C, E, S, R, Err> definition, String entityId) {
@@ -87,7 +88,7 @@ public final class Entity {
    * @param <Err> the domain error type
    * @return the entity reference
    * @throws IllegalArgumentException if the entity's journal or snapshot store plugin is missing
-   *     or misconfigured, naming the config path
+   *     or misconfigured, or {@code eventsourced.entity} is invalid, naming the config path
    */
   public static <C, E, S, R, Err> EntityRef<C, R, Err> spawn(
       ActorContext<?> context, EventSourced<C, E, S, R, Err> definition, String entityId) {
@@ -106,6 +107,7 @@ public final class Entity {
    * configuration error reaches the caller.
    */
   private static void startPlugins(ActorSystem<?> system, EventSourced<?, ?, ?, ?, ?> definition) {
+    EventsourcedRuntime.get(system).settings();
     Persistence persistence = Persistence.get(system);
     persistence.journal(definition.journalPluginId());
     persistence.snapshotStore(definition.snapshotPluginId());

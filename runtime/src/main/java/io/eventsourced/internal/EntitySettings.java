@@ -26,6 +26,12 @@ public record EntitySettings(int stashCapacity, Duration askTimeout) {
     int stash;
     Duration timeout;
     try {
+      double number = root.getNumber(key).doubleValue();
+      if (number != Math.rint(number)) {
+        // getInt would truncate 1.5 to 1 without a word.
+        throw new IllegalArgumentException(
+            "[" + key + "] must be a whole number, was [" + root.getValue(key).unwrapped() + "]");
+      }
       stash = root.getInt(key);
       key = PATH + ".ask-timeout";
       timeout = root.getDuration(key);

@@ -22,6 +22,7 @@ public final class EventsourcedRuntime implements Extension {
 
   private final PluginRegistry plugins;
   private final EntitySettings settings;
+  private final IllegalArgumentException settingsError;
   private final Serde serde;
   /** Bounded, oldest dropped first: entities that failed and are never used again must not pile up. */
   private final Map<PersistenceId, EntityException> failures = bounded();
@@ -47,7 +48,17 @@ public final class EventsourcedRuntime implements Extension {
   }
 
   private EventsourcedRuntime(ActorSystem<?> system) {
-    this.settings = EntitySettings.fromConfig(system.settings().config());
+    // Invalid settings do not stop the runtime: its dead-letter listener must still answer the
+    // commands of entities that then fail to start, and each use of the settings reports them.
+    EntitySettings parsed = null;
+    IllegalArgumentException invalid = null;
+    try {
+      parsed = EntitySettings.fromConfig(system.settings().config());
+    } catch (IllegalArgumentException e) {
+      invalid = e;
+    }
+    this.settings = parsed;
+    this.settingsError = invalid;
     this.plugins = new PluginRegistry(system);
     this.serde = new Serde(system);
     DeadLetterReplies.start(system, failures::get, failedActors::get);
@@ -76,8 +87,12 @@ public final class EventsourcedRuntime implements Extension {
    * The entity settings.
    *
    * @return the settings
+   * @throws IllegalArgumentException naming the key if {@code eventsourced.entity} is invalid
    */
   public EntitySettings settings() {
+    if (settingsError != null) {
+      throw new IllegalArgumentException(settingsError.getMessage(), settingsError);
+    }
     return settings;
   }
 
