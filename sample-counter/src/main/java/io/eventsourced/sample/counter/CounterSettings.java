@@ -49,14 +49,23 @@ public record CounterSettings(String journal, int entities, int eventsPerEntity,
             "[counter.journal] (EVENTSOURCED_JOURNAL) is [" + journal + "], but no journal is configured at [eventsourced.journal." + journal + "]; use in-memory, postgres or nats");
       }
       key = "counter.entities";
-      int entities = config.getInt(key);
+      int entities = Math.toIntExact(whole(config, key));
       key = "counter.events-per-entity";
-      int events = config.getInt(key);
+      int events = Math.toIntExact(whole(config, key));
       key = "counter.snapshot-every";
-      long snapshotEvery = config.getLong(key);
+      long snapshotEvery = whole(config, key);
       return new CounterSettings(journal, entities, events, snapshotEvery);
-    } catch (ConfigException e) {
+    } catch (ConfigException | ArithmeticException e) {
       throw new IllegalArgumentException("invalid [" + key + "]: " + e.getMessage(), e);
     }
+  }
+
+  /** A whole number; {@code getInt} would truncate 1.5 (also from a variable) to 1 without a word. */
+  private static long whole(Config config, String key) {
+    double value = config.getNumber(key).doubleValue();
+    if (value != Math.rint(value)) {
+      throw new IllegalArgumentException("[" + key + "] must be a whole number, was [" + config.getValue(key).unwrapped() + "]");
+    }
+    return config.getLong(key);
   }
 }

@@ -122,6 +122,15 @@ class CounterTest {
     assertThatThrownBy(
             () -> CounterSettings.fromConfig(ConfigFactory.parseString("counter.entities = 0").withFallback(ConfigFactory.load())))
         .hasMessageContaining("[counter.entities]");
+    // As COUNTER_EVENTS=1.5 would give it: a string, which getInt would read as 1.
+    assertThatThrownBy(
+            () -> CounterSettings.fromConfig(
+                ConfigFactory.parseString("counter.events-per-entity = \"1.5\"").withFallback(ConfigFactory.load())))
+        .hasMessage("[counter.events-per-entity] must be a whole number, was [1.5]");
+    assertThatThrownBy(
+            () -> CounterSettings.fromConfig(
+                ConfigFactory.parseString("counter.entities = 3000000000").withFallback(ConfigFactory.load())))
+        .hasMessageContaining("invalid [counter.entities]");
   }
 
   @Test
