@@ -43,7 +43,7 @@ public final class Entity {
    */
   public static <C, E, S, R, Err> Behavior<EntityCommand<C, R, Err>> create(
       EventSourced<C, E, S, R, Err> definition, String entityId) {
-    return EntityBehavior.create(definition, entityId, () -> {}).narrow();
+    return EntityBehavior.create(definition, entityId, cause -> {}).narrow();
   }
 
   /**

@@ -38,11 +38,13 @@ import scala.concurrent.ExecutionContextExecutor;
  */
 public final class EntityRef<C, R, Err> {
 
-  /** Completes when the entity has stopped. */
+  /** Completes when the entity has stopped, and keeps the failure it stopped on. */
   static final class Lifecycle {
     private final CompletableFuture<Done> stopped = new CompletableFuture<>();
+    private volatile EntityException cause;
 
-    void stopped() {
+    void stopped(EntityException cause) {
+      this.cause = cause;
       stopped.complete(Done.getInstance());
     }
   }
@@ -109,7 +111,8 @@ public final class EntityRef<C, R, Err> {
       // Answered here, not by the dead-letter listener: Pekko delivers dead letters on a
       // best-effort basis and may drop a message that arrives while the actor terminates, which
       // whenStopped() completing does not rule out.
-      executor.execute(() -> ask.completeExceptionally(runtime.stopped(persistenceId, ref)));
+      EntityException failure = runtime.stopped(persistenceId, lifecycle.cause);
+      executor.execute(() -> ask.completeExceptionally(failure));
       return ask;
     }
     ask.timer =

@@ -313,11 +313,11 @@ class EntityRefTest {
       EventsourcedRuntime.get(fresh.system());
       var classic = Adapter.toClassic(fresh.system());
       var listener =
-          classic.actorSelection("/system/eventsourced-dead-letter-replies").resolveOne(Duration.ofSeconds(3))
-              .toCompletableFuture().get(3, TimeUnit.SECONDS);
+          classic.actorSelection("/system/eventsourced-dead-letter-replies").resolveOne(Duration.ofSeconds(5))
+              .toCompletableFuture().get(5, TimeUnit.SECONDS);
       var watcher = fresh.createTestProbe();
       listener.tell(PoisonPill.getInstance(), org.apache.pekko.actor.ActorRef.noSender());
-      watcher.expectTerminated(Adapter.toTyped(listener), Duration.ofSeconds(3));
+      watcher.expectTerminated(Adapter.toTyped(listener), Duration.ofSeconds(5));
 
       var failed = Entity.spawn(fresh.system(), new UnbuildableTally(), UUID.randomUUID().toString());
       await(failed.whenStopped());
@@ -325,6 +325,10 @@ class EntityRefTest {
           .isInstanceOf(EntityException.class)
           .hasMessageContaining("entity [" + failed.persistenceId() + "] is stopped after a failure")
           .hasRootCauseMessage("assertion in eventHandler()");
+      // A new incarnation of the same id does not change what the old reference answers.
+      var again = Entity.spawn(fresh.system(), new Tally(), failed.persistenceId().entityId());
+      await(again.ask(new Tally.Add("a")));
+      assertThat(failure(failed.ask(new Tally.Get()))).hasRootCauseMessage("assertion in eventHandler()");
 
       var stopped = Entity.spawn(fresh.system(), new Tally(), UUID.randomUUID().toString());
       await(stopped.ask(new Tally.Add("a")));

@@ -56,7 +56,13 @@ final class DeadLetterReplies {
             dead -> {
               Object message = dead.message();
               if (message instanceof Ask ask) {
-                ask.replyTo().accept(new Reply.Failed<>(stopped(ask.persistenceId(), failures.apply(ask.persistenceId()))));
+                // By actor first: once the entity was spawned again, its id no longer holds why
+                // this incarnation stopped.
+                EntityException cause = failedActors.apply(dead.recipient().path().toSerializationFormat());
+                if (cause == null) {
+                  cause = failures.apply(ask.persistenceId());
+                }
+                ask.replyTo().accept(new Reply.Failed<>(stopped(ask.persistenceId(), cause)));
               } else if (message instanceof EntityCommand command) {
                 EntityException cause = failedActors.apply(dead.recipient().path().toSerializationFormat());
                 String what =

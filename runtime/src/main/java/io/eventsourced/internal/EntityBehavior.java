@@ -81,7 +81,9 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
   private final SnapshotStore snapshotStore;
   private final Serde serde;
   private final int stashCapacity;
-  private final Runnable onStopped;
+  private final Consumer<EntityException> onStopped;
+  /** The failure this entity stops on, for its EntityRef; null if it stops on purpose. */
+  private EntityException stoppedOn;
   private final EventsourcedRuntime runtime;
   private final ArrayDeque<Ask<C, R, Err>> stash = new ArrayDeque<>();
 
@@ -95,7 +97,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       ActorContext<Object> context,
       EventSourced<C, E, S, R, Err> definition,
       PersistenceId persistenceId,
-      Runnable onStopped) {
+      Consumer<EntityException> onStopped) {
     super(context);
     EventsourcedRuntime runtime = EventsourcedRuntime.get(context.getSystem());
     this.runtime = runtime;
@@ -105,10 +107,11 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
     this.commandHandler = definition.commandHandler();
     this.eventHandler = definition.eventHandler();
     this.snapshotPolicy = definition.snapshotPolicy();
+    // Settings first: invalid ones should be reported before plugins start on this thread.
+    this.stashCapacity = runtime.settings().stashCapacity();
     this.journal = runtime.plugins().journal(definition.journalPluginId());
     this.snapshotStore = runtime.plugins().snapshotStore(definition.snapshotPluginId());
     this.serde = runtime.serde();
-    this.stashCapacity = runtime.settings().stashCapacity();
     this.onStopped = onStopped;
     this.state = definition.emptyState();
     log.debug("Recovering [{}]", persistenceId);
@@ -121,7 +124,8 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
    *
    * @param definition the entity type
    * @param entityId the entity id
-   * @param onStopped run once after the entity stopped, on its thread
+   * @param onStopped run once after the entity stopped, on its thread, with the failure it
+   *     stopped on ({@code null} if it was stopped on purpose)
    * @param <C> the command type
    * @param <E> the event type
    * @param <S> the state type
@@ -130,7 +134,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
    * @return the behavior
    */
   public static <C, E, S, R, Err> Behavior<Object> create(
-      EventSourced<C, E, S, R, Err> definition, String entityId, Runnable onStopped) {
+      EventSourced<C, E, S, R, Err> definition, String entityId, Consumer<EntityException> onStopped) {
     PersistenceId persistenceId = PersistenceId.of(definition.typeName(), entityId);
     return Behaviors.setup(
         context -> {
@@ -146,7 +150,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
                     persistenceId, "cannot start entity [" + persistenceId + "]: " + e.getMessage(), e);
             log.error("{}", error.getMessage(), e);
             EventsourcedRuntime.get(context.getSystem()).failed(persistenceId, context.getSelf(), error);
-            onStopped.run();
+            onStopped.accept(error);
             return Behaviors.stopped();
           }
         });
@@ -609,6 +613,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
   /** Stops after a failure: fails every waiting caller and remembers why for later callers. */
   private Behavior<Object> failAndStop(EntityException error) {
     runtime.failed(persistenceId, getContext().getSelf(), error);
+    stoppedOn = error;
     failAllWaiting(error);
     return Behaviors.stopped();
   }
@@ -630,7 +635,7 @@ public final class EntityBehavior<C, E, S, R, Err> extends AbstractBehavior<Obje
       pendingCommand = null;
     }
     failAllWaiting(stopped);
-    onStopped.run();
+    onStopped.accept(stoppedOn);
     return this;
   }
 

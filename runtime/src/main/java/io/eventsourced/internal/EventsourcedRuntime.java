@@ -124,15 +124,14 @@ public final class EventsourcedRuntime implements Extension {
   }
 
   /**
-   * The failure of a command sent to an entity actor that has stopped, with the failure it
-   * stopped on, if any.
+   * The failure of a command sent to an entity that has stopped.
    *
    * @param persistenceId the entity
-   * @param actor the entity's actor
+   * @param cause the failure it stopped on, or {@code null} if it was stopped on purpose
    * @return the failure to give the command's caller
    */
-  public EntityException stopped(PersistenceId persistenceId, org.apache.pekko.actor.typed.ActorRef<?> actor) {
-    return DeadLetterReplies.stopped(persistenceId, failedActors.get(actor.path().toSerializationFormat()));
+  public EntityException stopped(PersistenceId persistenceId, EntityException cause) {
+    return DeadLetterReplies.stopped(persistenceId, cause);
   }
 
   /**

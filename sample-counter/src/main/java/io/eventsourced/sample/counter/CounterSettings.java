@@ -49,22 +49,27 @@ public record CounterSettings(String journal, int entities, int eventsPerEntity,
             "[counter.journal] (EVENTSOURCED_JOURNAL) is [" + journal + "], but no journal is configured at [eventsourced.journal." + journal + "]; use in-memory, postgres or nats");
       }
       key = "counter.entities";
-      int entities = Math.toIntExact(whole(config, key));
+      int entities = (int) whole(config, key, "COUNTER_ENTITIES", 1, Integer.MAX_VALUE);
       key = "counter.events-per-entity";
-      int events = Math.toIntExact(whole(config, key));
+      int events = (int) whole(config, key, "COUNTER_EVENTS", 1, Integer.MAX_VALUE);
       key = "counter.snapshot-every";
-      long snapshotEvery = whole(config, key);
+      long snapshotEvery = whole(config, key, "COUNTER_SNAPSHOT_EVERY", 0, Long.MAX_VALUE);
       return new CounterSettings(journal, entities, events, snapshotEvery);
-    } catch (ConfigException | ArithmeticException e) {
+    } catch (ConfigException e) {
       throw new IllegalArgumentException("invalid [" + key + "]: " + e.getMessage(), e);
     }
   }
 
-  /** A whole number; {@code getInt} would truncate 1.5 (also from a variable) to 1 without a word. */
-  private static long whole(Config config, String key) {
+  /**
+   * A whole number from {@code min} to {@code max}; {@code getInt} would truncate 1.5 (also from
+   * a variable) to 1 without a word, and {@code getLong} would clamp 1e19.
+   */
+  private static long whole(Config config, String key, String variable, long min, long max) {
     double value = config.getNumber(key).doubleValue();
-    if (value != Math.rint(value)) {
-      throw new IllegalArgumentException("[" + key + "] must be a whole number, was [" + config.getValue(key).unwrapped() + "]");
+    if (value != Math.rint(value) || value < min || value > max) {
+      throw new IllegalArgumentException(
+          "[" + key + "] (" + variable + ") must be a whole number from " + min + " to " + max + ", was ["
+              + config.getValue(key).unwrapped() + "]");
     }
     return config.getLong(key);
   }

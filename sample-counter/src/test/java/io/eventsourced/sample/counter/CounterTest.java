@@ -126,11 +126,19 @@ class CounterTest {
     assertThatThrownBy(
             () -> CounterSettings.fromConfig(
                 ConfigFactory.parseString("counter.events-per-entity = \"1.5\"").withFallback(ConfigFactory.load())))
-        .hasMessage("[counter.events-per-entity] must be a whole number, was [1.5]");
+        .hasMessage("[counter.events-per-entity] (COUNTER_EVENTS) must be a whole number from 1 to 2147483647, was [1.5]");
     assertThatThrownBy(
             () -> CounterSettings.fromConfig(
                 ConfigFactory.parseString("counter.entities = 3000000000").withFallback(ConfigFactory.load())))
-        .hasMessageContaining("invalid [counter.entities]");
+        .hasMessage("[counter.entities] (COUNTER_ENTITIES) must be a whole number from 1 to 2147483647, was [3000000000]");
+    assertThatThrownBy(
+            () -> CounterSettings.fromConfig(
+                ConfigFactory.parseString("counter.snapshot-every = 1e19").withFallback(ConfigFactory.load())))
+        .hasMessageContaining("[counter.snapshot-every] (COUNTER_SNAPSHOT_EVERY) must be a whole number");
+    assertThatThrownBy(
+            () -> CounterSettings.fromConfig(
+                ConfigFactory.parseString("counter.entities = -3000000000").withFallback(ConfigFactory.load())))
+        .hasMessageContaining("[counter.entities] (COUNTER_ENTITIES) must be a whole number from 1");
   }
 
   @Test
