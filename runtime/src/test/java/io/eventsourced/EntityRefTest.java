@@ -351,17 +351,13 @@ class EntityRefTest {
         .hasMessageContaining("[no.such.journal]");
   }
 
-  /**
-   * A tally on a journal that is not configured, whose set-up waits for a gate: the test sends a
-   * command before the entity fails to start.
-   */
-  private static final class GatedTally
+  /** A definition that behaves as the tally it wraps, for subclasses to change one part of. */
+  private abstract static class DelegatingTally
       implements EventSourced<Tally.Command, Tally.Event, Tally.State, List<String>, Tally.Error> {
-    private final Tally tally = new Tally(0, "no.such.journal");
-    private final CountDownLatch gate;
+    final Tally tally;
 
-    GatedTally(CountDownLatch gate) {
-      this.gate = gate;
+    DelegatingTally(Tally tally) {
+      this.tally = tally;
     }
 
     @Override
@@ -376,14 +372,6 @@ class EntityRefTest {
 
     @Override
     public CommandHandler<Tally.Command, Tally.Event, Tally.State, List<String>, Tally.Error> commandHandler() {
-      try {
-        if (!gate.await(5, TimeUnit.SECONDS)) {
-          throw new IllegalStateException("the test did not open the gate");
-        }
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        throw new IllegalStateException(e);
-      }
       return tally.commandHandler();
     }
 
@@ -398,24 +386,36 @@ class EntityRefTest {
     }
   }
 
-  /** A tally whose event handler cannot be built: its factory fails a Java {@code assert}. */
-  private static final class UnbuildableTally
-      implements EventSourced<Tally.Command, Tally.Event, Tally.State, List<String>, Tally.Error> {
-    private final Tally tally = new Tally();
+  /**
+   * A tally on a journal that is not configured, whose set-up waits for a gate: the test sends a
+   * command before the entity fails to start.
+   */
+  private static final class GatedTally extends DelegatingTally {
+    private final CountDownLatch gate;
 
-    @Override
-    public String typeName() {
-      return tally.typeName();
-    }
-
-    @Override
-    public Tally.State emptyState() {
-      return tally.emptyState();
+    GatedTally(CountDownLatch gate) {
+      super(new Tally(0, "no.such.journal"));
+      this.gate = gate;
     }
 
     @Override
     public CommandHandler<Tally.Command, Tally.Event, Tally.State, List<String>, Tally.Error> commandHandler() {
+      try {
+        if (!gate.await(5, TimeUnit.SECONDS)) {
+          throw new IllegalStateException("the test did not open the gate");
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException(e);
+      }
       return tally.commandHandler();
+    }
+  }
+
+  /** A tally whose event handler cannot be built: its factory fails a Java {@code assert}. */
+  private static final class UnbuildableTally extends DelegatingTally {
+    UnbuildableTally() {
+      super(new Tally());
     }
 
     @Override

@@ -115,30 +115,23 @@ class CounterTest {
   void settings() {
     CounterSettings defaults = CounterSettings.fromConfig(ConfigFactory.load());
     assertThat(defaults.entities()).isPositive();
-    assertThatThrownBy(
-            () -> CounterSettings.fromConfig(ConfigFactory.parseString("counter.journal = nope").withFallback(ConfigFactory.load())))
+    assertThatThrownBy(() -> settingsWith("counter.journal = nope"))
         .hasMessageContaining("[counter.journal]")
         .hasMessageContaining("nope");
-    assertThatThrownBy(
-            () -> CounterSettings.fromConfig(ConfigFactory.parseString("counter.entities = 0").withFallback(ConfigFactory.load())))
-        .hasMessageContaining("[counter.entities]");
+    assertThatThrownBy(() -> settingsWith("counter.entities = 0")).hasMessageContaining("[counter.entities]");
     // As COUNTER_EVENTS=1.5 would give it: a string, which getInt would read as 1.
-    assertThatThrownBy(
-            () -> CounterSettings.fromConfig(
-                ConfigFactory.parseString("counter.events-per-entity = \"1.5\"").withFallback(ConfigFactory.load())))
+    assertThatThrownBy(() -> settingsWith("counter.events-per-entity = \"1.5\""))
         .hasMessage("[counter.events-per-entity] (COUNTER_EVENTS) must be a whole number from 1 to 2147483647, was [1.5]");
-    assertThatThrownBy(
-            () -> CounterSettings.fromConfig(
-                ConfigFactory.parseString("counter.entities = 3000000000").withFallback(ConfigFactory.load())))
+    assertThatThrownBy(() -> settingsWith("counter.entities = 3000000000"))
         .hasMessage("[counter.entities] (COUNTER_ENTITIES) must be a whole number from 1 to 2147483647, was [3000000000]");
-    assertThatThrownBy(
-            () -> CounterSettings.fromConfig(
-                ConfigFactory.parseString("counter.snapshot-every = 1e19").withFallback(ConfigFactory.load())))
-        .hasMessageContaining("[counter.snapshot-every] (COUNTER_SNAPSHOT_EVERY) must be a whole number");
-    assertThatThrownBy(
-            () -> CounterSettings.fromConfig(
-                ConfigFactory.parseString("counter.entities = -3000000000").withFallback(ConfigFactory.load())))
+    assertThatThrownBy(() -> settingsWith("counter.entities = -3000000000"))
         .hasMessageContaining("[counter.entities] (COUNTER_ENTITIES) must be a whole number from 1");
+    assertThatThrownBy(() -> settingsWith("counter.snapshot-every = 1e19"))
+        .hasMessageContaining("[counter.snapshot-every] (COUNTER_SNAPSHOT_EVERY) must be a whole number");
+  }
+
+  private static CounterSettings settingsWith(String override) {
+    return CounterSettings.fromConfig(ConfigFactory.parseString(override).withFallback(ConfigFactory.load()));
   }
 
   @Test
