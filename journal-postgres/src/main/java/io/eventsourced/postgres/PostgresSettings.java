@@ -2,6 +2,8 @@ package io.eventsourced.postgres;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
+import java.net.URLEncoder;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.Set;
@@ -16,7 +18,8 @@ import java.util.regex.Pattern;
  * type serves both; the journal ignores {@code snapshot-keep-last}, the snapshot store ignores
  * the batching keys. {@link #toString()} masks the password.
  *
- * @param url the pgjdbc URL, e.g. {@code jdbc:postgresql://127.0.0.1:5432/postgres}
+ * @param url the pgjdbc URL, e.g. {@code jdbc:postgresql://127.0.0.1:5432/postgres}: the
+ *     {@code url} key, or else built from {@code host}, {@code port} and {@code database}
  * @param user the database user
  * @param password the password, {@code null} if none is configured
  * @param sslMode the pgjdbc {@code sslmode}: disable, allow, prefer, require, verify-ca or
@@ -76,6 +79,9 @@ public record PostgresSettings(
 
   private static final String URL_PREFIX = "jdbc:postgresql:";
 
+  /** A host name or IPv4 address, or an IPv6 address (hex digits, colons, dots, a %zone). */
+  private static final Pattern HOST =
+      Pattern.compile("[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[A-Za-z0-9]+)?");
   private static final Pattern PORT = Pattern.compile("\\d{1,5}");
 
   private static final Set<String> SSL_MODES =
@@ -163,7 +169,7 @@ public record PostgresSettings(
     Objects.requireNonNull(config, "config");
     try {
       return new PostgresSettings(
-          read(config, path, "url", () -> config.getString("url")),
+          config.hasPath("url") ? read(config, path, "url", () -> config.getString("url")) : url(config, path),
           read(config, path, "user", () -> config.getString("user")),
           config.hasPath("password") ? read(config, path, "password", () -> config.getString("password")) : null,
           read(config, path, "ssl-mode", () -> config.getString("ssl-mode")),
@@ -309,6 +315,26 @@ public record PostgresSettings(
     } catch (ConfigException e) {
       throw new IllegalArgumentException("[" + path + "." + key + "] is invalid: " + e.getMessage(), e);
     }
+  }
+
+  /** The URL of {@code host}, {@code port} and {@code database}, each checked on its own. */
+  private static String url(Config config, String path) {
+    String host = read(config, path, "host", () -> config.getString("host"));
+    if (!HOST.matcher(host).matches()) {
+      throw new IllegalArgumentException(
+          "[" + path + ".host] must be a host name or an IP address (IPv6 without brackets), was [" + host + "]");
+    }
+    int port = integer(config, path, "port");
+    if (port < 1 || port > 65535) {
+      throw new IllegalArgumentException("[" + path + ".port] must be from 1 to 65535, was [" + port + "]");
+    }
+    String database = read(config, path, "database", () -> config.getString("database"));
+    if (database.isEmpty()) {
+      throw new IllegalArgumentException("[" + path + ".database] must not be empty");
+    }
+    // pgjdbc URL-decodes the database name, so any character survives the trip.
+    return URL_PREFIX + "//" + (host.indexOf(':') >= 0 ? "[" + host + "]" : host) + ":" + port + "/"
+        + URLEncoder.encode(database, StandardCharsets.UTF_8);
   }
 
   /** A whole number; {@code getInt} would truncate 2.5 to 2 without a word. */

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigResolveOptions;
 import io.eventsourced.Persistence;
 import io.eventsourced.journal.Journal;
 import io.eventsourced.snapshot.SnapshotStore;
@@ -45,7 +46,10 @@ class PostgresStartupTest {
     Config reference = ConfigFactory.parseString("").withFallback(ConfigFactory.defaultReferenceUnresolved()).resolve();
     PostgresSettings s =
         PostgresSettings.fromConfig(reference.getConfig("eventsourced.journal.postgres"), "eventsourced.journal.postgres");
-    if (System.getenv("EVENTSOURCED_POSTGRES_URL") == null) {
+    if (System.getenv("EVENTSOURCED_POSTGRES_URL") == null
+        && System.getenv("EVENTSOURCED_POSTGRES_HOST") == null
+        && System.getenv("EVENTSOURCED_POSTGRES_PORT") == null
+        && System.getenv("EVENTSOURCED_POSTGRES_DATABASE") == null) {
       assertThat(s.url()).isEqualTo("jdbc:postgresql://127.0.0.1:5432/postgres");
     }
     if (System.getenv("EVENTSOURCED_POSTGRES_PASSWORD") == null) {
@@ -89,6 +93,49 @@ class PostgresStartupTest {
       assertThat(s.poolSize()).isEqualTo(3);
     }
     assertThat(config.getInt("eventsourced.postgres.dispatcher.thread-pool-executor.fixed-pool-size")).isEqualTo(3);
+  }
+
+  @Test
+  @DisplayName("build the URL from host, port and database (also from their variables) unless url is set, checking each")
+  void hostPortDatabase() {
+    Config config =
+        ConfigFactory.parseString(
+                "EVENTSOURCED_POSTGRES_HOST = \"db.example\"\n"
+                    + "EVENTSOURCED_POSTGRES_PORT = \"6543\"\n"
+                    + "EVENTSOURCED_POSTGRES_DATABASE = \"app\"\n")
+            .withFallback(ConfigFactory.defaultReferenceUnresolved())
+            .resolve(ConfigResolveOptions.noSystem());
+    for (String path : new String[] {"eventsourced.journal.postgres", "eventsourced.snapshot-store.postgres"}) {
+      assertThat(PostgresSettings.fromConfig(config.getConfig(path), path).url())
+          .isEqualTo("jdbc:postgresql://db.example:6543/app");
+    }
+    String path = "eventsourced.journal.postgres";
+    assertThat(referenceWith("eventsourced.postgres { host = \"::1\", database = \"my db/x@y\" }").url())
+        .isEqualTo("jdbc:postgresql://[::1]:5432/my+db%2Fx%40y");
+    // A plugin block may point at another server than the shared block.
+    assertThat(referenceWith("eventsourced.journal.postgres.host = other").url()).isEqualTo("jdbc:postgresql://other:5432/postgres");
+    assertThat(referenceWith("eventsourced.postgres { host = ignored, url = \"jdbc:postgresql://a:1/b\" }").url())
+        .isEqualTo("jdbc:postgresql://a:1/b");
+    assertThatThrownBy(() -> referenceWith("eventsourced.postgres.host = \"bob:pw@db\""))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessage("[" + path + ".host] must be a host name or an IP address (IPv6 without brackets), was [bob:pw@db]");
+    assertThatThrownBy(() -> referenceWith("eventsourced.postgres.host = \"db/x\""))
+        .hasMessageContaining("[" + path + ".host] must be a host name");
+    assertThatThrownBy(() -> referenceWith("eventsourced.postgres.port = 70000"))
+        .hasMessage("[" + path + ".port] must be from 1 to 65535, was [70000]");
+    assertThatThrownBy(() -> referenceWith("eventsourced.postgres.port = 54.32"))
+        .hasMessageContaining("[" + path + ".port] must be a whole number");
+    assertThatThrownBy(() -> referenceWith("eventsourced.postgres.database = \"\""))
+        .hasMessage("[" + path + ".database] must not be empty");
+  }
+
+  /** The reference config with overrides, blind to the process environment (which may set a URL). */
+  private static PostgresSettings referenceWith(String overrides) {
+    Config config =
+        ConfigFactory.parseString(overrides)
+            .withFallback(ConfigFactory.defaultReferenceUnresolved())
+            .resolve(ConfigResolveOptions.noSystem());
+    return PostgresSettings.fromConfig(config.getConfig("eventsourced.journal.postgres"), "eventsourced.journal.postgres");
   }
 
   @Test
