@@ -79,9 +79,12 @@ public record PostgresSettings(
 
   private static final String URL_PREFIX = "jdbc:postgresql:";
 
-  /** A host name or IPv4 address, or an IPv6 address (hex digits, colons, dots, a %zone). */
+  /**
+   * A host name or IPv4 address, or an IPv6 address (hex digits and dots with at least two
+   * colons, so that {@code db:5432} is not taken for one).
+   */
   private static final Pattern HOST =
-      Pattern.compile("[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[A-Za-z0-9]+)?");
+      Pattern.compile("[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*");
   private static final Pattern PORT = Pattern.compile("\\d{1,5}");
 
   private static final Set<String> SSL_MODES =
@@ -322,7 +325,8 @@ public record PostgresSettings(
     String host = read(config, path, "host", () -> config.getString("host"));
     if (!HOST.matcher(host).matches()) {
       throw new IllegalArgumentException(
-          "[" + path + ".host] must be a host name or an IP address (IPv6 without brackets), was [" + host + "]");
+          "[" + path + ".host] must be a host name or an IP address (IPv6 without brackets; the port goes"
+              + " in port), was [" + host + "]");
     }
     int port = integer(config, path, "port");
     if (port < 1 || port > 65535) {

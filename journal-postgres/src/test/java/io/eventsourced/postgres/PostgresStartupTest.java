@@ -118,7 +118,12 @@ class PostgresStartupTest {
         .isEqualTo("jdbc:postgresql://a:1/b");
     assertThatThrownBy(() -> referenceWith("eventsourced.postgres.host = \"bob:pw@db\""))
         .isInstanceOf(IllegalArgumentException.class)
-        .hasMessage("[" + path + ".host] must be a host name or an IP address (IPv6 without brackets), was [bob:pw@db]");
+        .hasMessage("[" + path + ".host] must be a host name or an IP address (IPv6 without brackets; the port goes"
+            + " in port), was [bob:pw@db]");
+    assertThatThrownBy(() -> referenceWith("eventsourced.postgres.host = \"db:5432\""))
+        .hasMessageContaining("[" + path + ".host] must be a host name");
+    assertThat(referenceWith("eventsourced.postgres.host = \"fe80::1\"").url())
+        .isEqualTo("jdbc:postgresql://[fe80::1]:5432/postgres");
     assertThatThrownBy(() -> referenceWith("eventsourced.postgres.host = \"db/x\""))
         .hasMessageContaining("[" + path + ".host] must be a host name");
     assertThatThrownBy(() -> referenceWith("eventsourced.postgres.port = 70000"))
