@@ -141,7 +141,9 @@ public record PostgresSettings(
         () -> "must be at most " + (MAX_IDENTIFIER_LENGTH - ORDERING_INDEX_SUFFIX.length())
             + " characters, so that its index name fits");
     check(!journalTable.equals(snapshotTable), "snapshot-table", () -> "must differ from journal-table");
-    check(poolSize >= 1, "pool-size", () -> "must be at least 1");
+    // One connection and dispatcher thread beyond the writers: a writer keeps its thread while
+    // writes keep coming, and replays and snapshots must not wait for the writes to stop.
+    check(poolSize >= 2, "pool-size", () -> "must be at least 2");
     check(!connectionTimeout.isNegative() && connectionTimeout.toMillis() >= 250,
         "connection-timeout", () -> "must be at least 250ms");
     // pgjdbc counts whole seconds and reads 0 as "wait forever": a sub-second value would
@@ -152,8 +154,10 @@ public record PostgresSettings(
     check(!closeTimeout.isNegative() && closeTimeout.toMillis() <= 60_000,
         "close-timeout", () -> "must be between 0s and 60s");
     check(maxBatchSize >= 1, "max-batch-size", () -> "must be at least 1");
-    check(maxInFlightBatches >= 1 && maxInFlightBatches <= poolSize,
-        "max-in-flight-batches", () -> "must be between 1 and pool-size [" + poolSize + "]");
+    check(maxInFlightBatches >= 1 && maxInFlightBatches < poolSize,
+        "max-in-flight-batches",
+        () -> "must be between 1 and pool-size - 1 [" + (poolSize - 1) + "], so that replays and snapshots"
+            + " keep a connection and a dispatcher thread while writers run");
     check(!maxBatchWait.isNegative() && maxBatchWait.toMillis() <= 1000,
         "max-batch-wait", () -> "must be between 0s and 1s");
     check(replayFetchSize >= 1, "replay-fetch-size", () -> "must be at least 1");
@@ -326,7 +330,7 @@ public record PostgresSettings(
     if (!HOST.matcher(host).matches()) {
       throw new IllegalArgumentException(
           "[" + path + ".host] must be a host name or an IP address (IPv6 without brackets; the port goes"
-              + " in port), was [" + host + "]");
+              + " in port, user and password in their own keys)");
     }
     int port = integer(config, path, "port");
     if (port < 1 || port > 65535) {

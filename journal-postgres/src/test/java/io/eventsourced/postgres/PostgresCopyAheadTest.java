@@ -289,7 +289,7 @@ class PostgresCopyAheadTest {
     journal(testKit); // creates the schema
     PostgresSettings settings = PostgresSettings.fromConfig(
         PostgresTestSupport.config(
-                "eventsourced.postgres { schema = \"" + SCHEMA + "\", pool-size = 1, max-in-flight-batches = 1,"
+                "eventsourced.postgres { schema = \"" + SCHEMA + "\", pool-size = 2, max-in-flight-batches = 1,"
                     + " connection-timeout = 250ms }")
             .getConfig("eventsourced.journal.postgres"),
         "eventsourced.journal.postgres");
@@ -298,7 +298,8 @@ class PostgresCopyAheadTest {
     // runs while a writer waits for its next batch (up to max-batch-wait, 1s).
     GroupCommit writer = new GroupCommit(pool.dataSource(), task -> new Thread(task).start(), Runnable::run,
         new Sql(settings), 1000, 1, Duration.ofSeconds(1), new StoredSequenceNrs(100));
-    try {
+    // Someone else holds one of the two connections throughout: the writer's is the last one.
+    try (Connection held = pool.dataSource().getConnection()) {
       List<PersistenceId> ids = entities();
       long[] expected = new long[ids.size()];
       for (int r = 0; r < 10; r++) {

@@ -30,14 +30,20 @@ import org.junit.jupiter.api.Test;
 class PostgresStartupTest {
   private static final String SCHEMA = PostgresTestSupport.freshSchema("startup");
 
+  private static boolean serverReached;
+
   @BeforeAll
   static void start() {
     PostgresTestSupport.requireServer();
+    serverReached = true;
   }
 
   @AfterAll
   static void dropSchema() {
-    PostgresTestSupport.dropSchema(SCHEMA);
+    // Without a server the class is skipped: dropping would fail and turn the skip into an error.
+    if (serverReached) {
+      PostgresTestSupport.dropSchema(SCHEMA);
+    }
   }
 
   @Test
@@ -119,7 +125,8 @@ class PostgresStartupTest {
     assertThatThrownBy(() -> referenceWith("eventsourced.postgres.host = \"bob:pw@db\""))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessage("[" + path + ".host] must be a host name or an IP address (IPv6 without brackets; the port goes"
-            + " in port), was [bob:pw@db]");
+            + " in port, user and password in their own keys)")
+        .hasMessageNotContaining("pw");
     assertThatThrownBy(() -> referenceWith("eventsourced.postgres.host = \"db:5432\""))
         .hasMessageContaining("[" + path + ".host] must be a host name");
     assertThat(referenceWith("eventsourced.postgres.host = \"fe80::1\"").url())
@@ -153,6 +160,14 @@ class PostgresStartupTest {
     assertThatThrownBy(() -> settings("eventsourced.postgres.max-in-flight-batches = 9"))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("[" + path + ".max-in-flight-batches]");
+    // Writers on every connection and dispatcher thread would leave replays waiting.
+    assertThatThrownBy(() -> settings("eventsourced.postgres { pool-size = 2, max-in-flight-batches = 2 }"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("[" + path + ".max-in-flight-batches] must be between 1 and pool-size - 1 [1]");
+    assertThatThrownBy(() -> settings("eventsourced.postgres { pool-size = 1, max-in-flight-batches = 1 }"))
+        .hasMessageContaining("[" + path + ".pool-size] must be at least 2");
+    assertThat(settings("eventsourced.postgres { pool-size = 2, max-in-flight-batches = 1 }").maxInFlightBatches())
+        .isEqualTo(1);
     assertThatThrownBy(() -> settings("eventsourced.postgres.ssl-mode = sometimes"))
         .hasMessageContaining("[" + path + ".ssl-mode]");
     assertThatThrownBy(() -> settings("eventsourced.postgres.url = \"jdbc:mysql://x/y\""))
@@ -176,7 +191,7 @@ class PostgresStartupTest {
           .isInstanceOf(IllegalArgumentException.class)
           .hasMessageContaining("[" + path + "." + key + "] is invalid");
     }
-    assertThat(settings("eventsourced.postgres.pool-size = 2.0").poolSize()).isEqualTo(2);
+    assertThat(settings("eventsourced.postgres { pool-size = 3.0, max-in-flight-batches = 2 }").poolSize()).isEqualTo(3);
   }
 
   private static PostgresSettings settings(String overrides) {
