@@ -73,7 +73,7 @@ class PostgresStartupTest {
   }
 
   @Test
-  @DisplayName("take url, user, password, schema and pool size from the EVENTSOURCED_POSTGRES_* variables")
+  @DisplayName("take url, user, password, schema, table names and pool size from the EVENTSOURCED_POSTGRES_* variables")
   void environmentOverrides() {
     // HOCON resolves ${?VAR} from the config root before the environment, which lets the test
     // check the wiring without changing the process environment.
@@ -83,6 +83,8 @@ class PostgresStartupTest {
                     + "EVENTSOURCED_POSTGRES_USER = \"app\"\n"
                     + "EVENTSOURCED_POSTGRES_PASSWORD = \"pw\"\n"
                     + "EVENTSOURCED_POSTGRES_SCHEMA = \"tenant_a\"\n"
+                    + "EVENTSOURCED_POSTGRES_JOURNAL_TABLE = \"events_a\"\n"
+                    + "EVENTSOURCED_POSTGRES_SNAPSHOT_TABLE = \"snapshots_a\"\n"
                     + "EVENTSOURCED_POSTGRES_SSL_MODE = \"require\"\n"
                     + "EVENTSOURCED_POSTGRES_SETUP = off\n"
                     + "EVENTSOURCED_POSTGRES_POOL_SIZE = 3\n")
@@ -94,6 +96,8 @@ class PostgresStartupTest {
       assertThat(s.user()).isEqualTo("app");
       assertThat(s.password()).isEqualTo("pw");
       assertThat(s.schema()).isEqualTo("tenant_a");
+      assertThat(s.journalTable()).isEqualTo("events_a");
+      assertThat(s.snapshotTable()).isEqualTo("snapshots_a");
       assertThat(s.sslMode()).isEqualTo("require");
       assertThat(s.setup()).isFalse();
       assertThat(s.poolSize()).isEqualTo(3);
