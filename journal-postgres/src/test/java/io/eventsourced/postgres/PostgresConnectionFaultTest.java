@@ -13,11 +13,14 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -68,7 +71,7 @@ class PostgresConnectionFaultTest {
     final Map<Long, String> acknowledged = new ConcurrentHashMap<>();
     final AtomicInteger failures = new AtomicInteger();
     /** Failures of another type than JournalException; asserted after the run, not here. */
-    final List<Throwable> unexpected = new java.util.concurrent.CopyOnWriteArrayList<>();
+    final List<Throwable> unexpected = new CopyOnWriteArrayList<>();
     final AtomicInteger acksAfterRestore = new AtomicInteger();
     final CompletableFuture<Void> done = new CompletableFuture<>();
     volatile boolean stop;
@@ -109,7 +112,7 @@ class PostgresConnectionFaultTest {
                   }
                   step();
                 } else {
-                  Throwable cause = error instanceof java.util.concurrent.CompletionException ? error.getCause() : error;
+                  Throwable cause = error instanceof CompletionException ? error.getCause() : error;
                   if (!(cause instanceof JournalException)) {
                     unexpected.add(cause);
                   }
@@ -174,7 +177,7 @@ class PostgresConnectionFaultTest {
         ps.setString(1, w.id.typeName());
         ps.setString(2, w.id.entityId());
         Map<Long, String> stored = new ConcurrentHashMap<>();
-        Map<Integer, Integer> rowsOfAttempt = new java.util.HashMap<>();
+        Map<Integer, Integer> rowsOfAttempt = new HashMap<>();
         long expectedNext = 1;
         try (ResultSet rs = ps.executeQuery()) {
           while (rs.next()) {
