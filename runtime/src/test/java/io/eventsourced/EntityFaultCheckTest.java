@@ -1,0 +1,56 @@
+package io.eventsourced;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import io.eventsourced.tck.EntityFaultCheck;
+import java.time.Duration;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+@DisplayName("The entity fault check of the TCK")
+class EntityFaultCheckTest {
+
+  private static final Config CONFIG =
+      ConfigFactory.parseString(
+              """
+              eventsourced.journal.plugin = "cuttable"
+              cuttable { class = "io.eventsourced.CuttableJournal", plugin-dispatcher = "cuttable-dispatcher" }
+              cuttable-dispatcher { type = Dispatcher, executor = "thread-pool-executor", thread-pool-executor.fixed-pool-size = 2 }
+              """)
+          .withFallback(ConfigFactory.load())
+          .resolve();
+
+  @Test
+  @DisplayName("passes on a journal that fails every write and read while cut, some writes after storing them")
+  void passesOnAnHonestJournal() throws Exception {
+    ActorTestKit testKit = ActorTestKit.create("EntityFaultCheckHonest", CONFIG);
+    try {
+      CuttableJournal journal = (CuttableJournal) Persistence.get(testKit.system()).journal();
+      EntityFaultCheck.Outcome outcome =
+          EntityFaultCheck.run(testKit.system(), journal::cut, Duration.ofMillis(300), journal::restore);
+      assertThat(outcome.failedAsks()).isPositive();
+      assertThat(outcome.spawns()).isGreaterThan(20);
+    } finally {
+      testKit.shutdownTestKit();
+    }
+  }
+
+  @Test
+  @DisplayName("fails on a journal that confirms some of the writes it did not store")
+  void failsOnALyingJournal() {
+    ActorTestKit testKit = ActorTestKit.create("EntityFaultCheckLying", CONFIG);
+    try {
+      CuttableJournal journal = (CuttableJournal) Persistence.get(testKit.system()).journal();
+      journal.lie();
+      assertThatThrownBy(() -> EntityFaultCheck.run(testKit.system(), journal::cut, Duration.ofMillis(300), journal::restore))
+          .isInstanceOf(AssertionError.class)
+          .hasMessageContaining("attempts stored for [tck-fault-ledger|");
+    } finally {
+      testKit.shutdownTestKit();
+    }
+  }
+}
