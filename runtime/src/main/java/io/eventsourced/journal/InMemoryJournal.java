@@ -24,6 +24,11 @@ import org.apache.pekko.Done;
  * <p>For testing failure paths without a server it offers fault injection: make the next write or
  * replay of an entity fail, delay every write or replay, or hold writes until released. Obtain the instance
  * with {@code Persistence.get(system).journal()} and cast.
+ *
+ * <p>It confirms a write on the caller's thread. Callers that send each next command from the
+ * previous reply then keep the threads of Pekko's fork-join default dispatcher busy with tasks they
+ * queued themselves, and the fork-join pool leaves tasks handed in from other threads waiting until
+ * that load pauses (see "Test it" in docs/getting-started.md for the workaround).
  */
 public final class InMemoryJournal implements Journal {
 
