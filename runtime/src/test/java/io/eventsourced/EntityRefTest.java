@@ -8,8 +8,12 @@ import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -203,6 +207,55 @@ class EntityRefTest {
     } finally {
       release.complete(null);
     }
+  }
+
+  @Test
+  @DisplayName("answers every ask sent while its entity stops, none left to the ask timeout")
+  void asksRacingTheStopAreAnswered() throws Exception {
+    ExecutorService senders = Executors.newFixedThreadPool(2);
+    List<CompletableFuture<Reply<List<String>, Tally.Error>>> asks = new CopyOnWriteArrayList<>();
+    try {
+      for (int i = 0; i < 500; i++) {
+        var ref = spawn();
+        await(ref.ask(new Tally.Get()));
+        CyclicBarrier start = new CyclicBarrier(2);
+        var stopping =
+            senders.submit(
+                () -> {
+                  start.await();
+                  return ref.stop();
+                });
+        var asking =
+            senders.submit(
+                () -> {
+                  start.await();
+                  for (int j = 0; j < 20; j++) {
+                    asks.add(ref.ask(new Tally.Get(), Duration.ofSeconds(3)).toCompletableFuture());
+                  }
+                  return null;
+                });
+        asking.get(5, TimeUnit.SECONDS);
+        await(stopping.get(5, TimeUnit.SECONDS));
+      }
+    } finally {
+      senders.shutdown();
+    }
+    long timedOut = 0;
+    long toldStopped = 0;
+    for (var ask : asks) {
+      try {
+        ask.get(10, TimeUnit.SECONDS);
+      } catch (ExecutionException e) {
+        if (e.getCause().getMessage().contains("no reply from")) {
+          timedOut++;
+        } else {
+          assertThat(e.getCause()).isInstanceOf(EntityException.class).hasMessageContaining("stopped");
+          toldStopped++;
+        }
+      }
+    }
+    assertThat(timedOut).as("asks of %d left to the timeout", asks.size()).isZero();
+    assertThat(toldStopped).as("asks answered with the entity's stop").isPositive();
   }
 
   @Test
