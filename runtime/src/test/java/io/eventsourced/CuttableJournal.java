@@ -16,12 +16,13 @@ import org.apache.pekko.Done;
  * An in-memory journal whose store can be cut off, for {@link EntityFaultCheckTest}. While cut,
  * every read fails, and so does every write: every second one after it was stored (its outcome
  * uncertain, as when a connection breaks at commit). A lying one confirms those every second
- * writes instead, without storing them.
+ * writes instead, without storing them; a tearing one stores only their first event.
  *
- * <p>Writes complete on the plugin's dispatcher, as a journal doing I/O does: a journal that
+ * <p>Writes complete on the plugin's own dispatcher, as a journal doing I/O does. A journal that
  * confirms on the caller's thread lets callers that send the next command from each reply keep
- * Pekko's fork-join threads busy with their own tasks for as long as the load lasts, and on JDK 17
- * those threads then run tasks handed in from other threads (here: re-spawns) only now and then.
+ * Pekko's fork-join threads busy with tasks they queued themselves, and those threads then leave
+ * tasks handed in from other threads (here: re-spawns) waiting until the load pauses (see
+ * docs/getting-started.md, "A load that never waits").
  */
 public final class CuttableJournal implements Journal {
   private final InMemoryJournal store;
@@ -29,6 +30,7 @@ public final class CuttableJournal implements Journal {
   private final AtomicLong writesWhileCut = new AtomicLong();
   private volatile boolean cut;
   private volatile boolean lying;
+  private volatile boolean tearing;
 
   /**
    * Created by the plugin registry.
@@ -52,6 +54,10 @@ public final class CuttableJournal implements Journal {
     lying = true;
   }
 
+  void tear() {
+    tearing = true;
+  }
+
   private static <T> CompletionStage<T> unreachable(PersistenceId persistenceId, long sequenceNr) {
     return CompletableFuture.failedFuture(
         new JournalException("the store of [" + persistenceId + "] is cut off", persistenceId, sequenceNr, null));
@@ -67,9 +73,12 @@ public final class CuttableJournal implements Journal {
       return store.append(write);
     }
     if (writesWhileCut.incrementAndGet() % 2 == 0) {
-      return lying
-          ? CompletableFuture.completedFuture(Done.getInstance())
-          : store.append(write).thenCompose(stored -> unreachable(write.persistenceId(), write.expectedSequenceNr() + 1));
+      if (lying) {
+        return CompletableFuture.completedFuture(Done.getInstance());
+      }
+      AtomicWrite stored =
+          tearing ? new AtomicWrite(write.persistenceId(), write.expectedSequenceNr(), write.events().subList(0, 1)) : write;
+      return store.append(stored).thenCompose(done -> unreachable(write.persistenceId(), write.expectedSequenceNr() + 1));
     }
     return unreachable(write.persistenceId(), write.expectedSequenceNr() + 1);
   }

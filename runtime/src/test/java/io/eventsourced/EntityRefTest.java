@@ -4,11 +4,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.eventsourced.internal.EventsourcedRuntime;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutionException;
@@ -213,7 +214,7 @@ class EntityRefTest {
   @DisplayName("answers every ask sent while its entity stops, none left to the ask timeout")
   void asksRacingTheStopAreAnswered() throws Exception {
     ExecutorService senders = Executors.newFixedThreadPool(2);
-    List<CompletableFuture<Reply<List<String>, Tally.Error>>> asks = new CopyOnWriteArrayList<>();
+    List<CompletableFuture<Reply<List<String>, Tally.Error>>> asks = Collections.synchronizedList(new ArrayList<>());
     try {
       for (int i = 0; i < 500; i++) {
         var ref = spawn();

@@ -21,11 +21,13 @@ import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Predicate;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.serialization.Serialization;
@@ -35,16 +37,19 @@ import org.apache.pekko.serialization.SerializationExtension;
  * Checks a journal under a fault the test makes itself (a cut connection, a killed server),
  * through real entities and their callers rather than the journal SPI alone.
  *
- * <p>Twenty entities on the actor system's default journal and snapshot store each get one
- * command at a time from a caller of their own. Half a second in, {@code cut} runs; {@code down}
- * later, {@code restore}. A caller whose ask fails waits for its entity to stop and spawns it
- * again, again and again while the store is away, until every entity has had three commands
- * acknowledged after the restore. Then the check asserts the contracts a caller relies on:
+ * <p>Twenty entities on the actor system's default journal and snapshot store each get commands
+ * from a caller of their own, two at a time (so one waits in the entity's stash while the other
+ * persists); each command persists two events in one atomic write. Once every entity has
+ * acknowledged a command, {@code cut} runs; {@code down} later, {@code restore}. A caller whose
+ * ask fails waits for its entity to stop and spawns it again, again and again while the store is
+ * away, until every entity has had three commands acknowledged after the restore. Then the check
+ * asserts the contracts a caller relies on:
  *
  * <ul>
  *   <li>every failed ask failed with the entity's {@link EntityException}, none with the ask
  *       timeout, and at least one names a write that failed;
- *   <li>every acknowledged command's event is stored once, and sequence numbers are contiguous;
+ *   <li>every acknowledged command's events are stored once; every stored write is whole, in the
+ *       order the commands were sent, with contiguous sequence numbers;
  *   <li>every reply is the total of the events stored up to its own: the entity persisted before
  *       it replied, and an entity spawned after a failure recovered whatever the failed write
  *       left behind;
@@ -53,12 +58,17 @@ import org.apache.pekko.serialization.SerializationExtension;
  *
  * <p>The entity stores its events as JSON through Pekko's Jackson serializer (the runtime's
  * default binding for {@link JsonSerializable}). The journal's own failure detection must take
- * less than the ask timeout of 20 seconds.
+ * less than the ask timeout of 20 seconds, and the whole check ends within 100 seconds, inside
+ * the 120 seconds JUnit gives a test in this project.
  */
 public final class EntityFaultCheck {
 
   private static final Duration ASK_TIMEOUT = Duration.ofSeconds(20);
-  private static final Duration CATCH_UP = Duration.ofSeconds(60);
+  private static final Duration FIRST_ACKS = Duration.ofSeconds(30);
+  private static final Duration CATCH_UP = Duration.ofSeconds(45);
+  private static final Duration WHOLE_CHECK = Duration.ofSeconds(100);
+  /** Between a failed entity's stop and its re-spawn, so callers do not spin while the store is away. */
+  private static final Duration RESPAWN_DELAY = Duration.ofMillis(100);
   private static final int ENTITIES = 20;
   private static final int ACKS_AFTER_RESTORE = 3;
 
@@ -96,34 +106,24 @@ public final class EntityFaultCheck {
    *     {@link AssertionError} if a contract does not hold
    */
   public static Outcome run(ActorSystem<?> system, Action cut, Duration down, Action restore) throws Exception {
+    long end = System.nanoTime() + WHOLE_CHECK.toNanos();
     List<Client> clients = new ArrayList<>();
     for (int i = 0; i < ENTITIES; i++) {
       clients.add(new Client(system));
     }
     clients.forEach(Client::spawn);
-    Thread.sleep(500);
+    // Cut only once every entity has recovered and written: a cut during the first recoveries
+    // would test recovery alone.
+    awaitAll(clients, c -> !c.acknowledged.isEmpty(), FIRST_ACKS, end, "its first command acknowledged before the cut");
     cut.run();
     Thread.sleep(down.toMillis());
     restore.run();
     clients.forEach(c -> c.restored = true);
-    long deadline = System.nanoTime() + CATCH_UP.toNanos();
-    while (clients.stream().anyMatch(c -> c.acksAfterRestore.get() < ACKS_AFTER_RESTORE)
-        && System.nanoTime() < deadline) {
-      Thread.sleep(50);
-    }
+    awaitAll(clients, c -> c.acksAfterRestore.get() >= ACKS_AFTER_RESTORE, CATCH_UP, end, ACKS_AFTER_RESTORE + " commands acknowledged after the restore");
     clients.forEach(c -> c.stop = true);
     for (Client client : clients) {
-      assertThat(client.acksAfterRestore.get())
-          .as(
-              "commands acknowledged by [%s] within %s of the restore (spawned %d times, its last entity %s; its failures: %s)",
-              client.ledger.typeName() + "|" + client.entityId,
-              CATCH_UP,
-              client.spawns.get(),
-              client.ref.whenStopped().toCompletableFuture().isDone() ? "stopped" : "not stopped",
-              client.failures)
-          .isGreaterThanOrEqualTo(ACKS_AFTER_RESTORE);
-      client.done.get(ASK_TIMEOUT.toSeconds() * 2, TimeUnit.SECONDS);
-      client.ref.stop().toCompletableFuture().get(ASK_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
+      within(client.done, end, "the last commands of " + client);
+      within(client.ref.stop(), end, "the stop of " + client);
     }
 
     List<Throwable> failures = clients.stream().flatMap(c -> c.failures.stream()).toList();
@@ -136,7 +136,7 @@ public final class EntityFaultCheck {
     Journal journal = Persistence.get(system).journal();
     Serialization serialization = SerializationExtension.get(Adapter.toClassic(system));
     for (Client client : clients) {
-      client.checkStored(journal, serialization);
+      client.checkStored(journal, serialization, end);
     }
     return new Outcome(
         clients.stream().mapToInt(c -> c.acknowledged.size()).sum(),
@@ -144,17 +144,40 @@ public final class EntityFaultCheck {
         clients.stream().mapToInt(c -> c.spawns.get()).sum());
   }
 
-  private static void isTheEntitysAnswer(Throwable failure) {
-    assertThat(failure).isInstanceOf(EntityException.class);
-    assertThat(failure.getMessage()).as("failure message").doesNotContain("no reply from");
-    for (Throwable t = failure; t != null; t = t.getCause()) {
-      assertThat(t).as("cause of %s", failure).isNotInstanceOf(TimeoutException.class);
+  private static void awaitAll(List<Client> clients, Predicate<Client> done, Duration limit, long end, String what)
+      throws InterruptedException {
+    long deadline = Math.min(end, System.nanoTime() + limit.toNanos());
+    while (!clients.stream().allMatch(done) && System.nanoTime() < deadline) {
+      Thread.sleep(20);
+    }
+    for (Client client : clients) {
+      assertThat(done.test(client))
+          .as("%s had %s within %s (spawned %d times, its entity %s; its failures: %s)",
+              client, what, limit, client.spawns.get(),
+              client.ref.whenStopped().toCompletableFuture().isDone() ? "stopped" : "not stopped",
+              client.failures)
+          .isTrue();
     }
   }
 
+  private static <T> T within(CompletionStage<T> stage, long end, String what) throws Exception {
+    try {
+      return stage.toCompletableFuture().get(Math.max(0, end - System.nanoTime()), TimeUnit.NANOSECONDS);
+    } catch (TimeoutException e) {
+      throw new AssertionError(what + " did not complete within the check's " + WHOLE_CHECK, e);
+    }
+  }
+
+  /** The ask timeout fails an ask with an EntityException caused directly by a TimeoutException. */
+  private static void isTheEntitysAnswer(Throwable failure) {
+    assertThat(failure).isInstanceOf(EntityException.class);
+    assertThat(failure.getMessage()).as("failure message").doesNotStartWith("no reply from [");
+    assertThat(failure.getCause()).as("cause of %s", failure).isNotInstanceOf(TimeoutException.class);
+  }
+
   /**
-   * One caller of one entity, one command at a time. Each {@code Add} carries the caller's
-   * attempt number, so every stored event names the ask that wrote it.
+   * One caller of one entity. Each {@code Add} carries the caller's attempt number, so every
+   * stored event names the ask that wrote it.
    */
   private static final class Client {
     final ActorSystem<?> system;
@@ -176,82 +199,113 @@ public final class EntityFaultCheck {
     }
 
     void spawn() {
-      spawns.incrementAndGet();
-      ref = Entity.spawn(system, ledger, entityId);
-      next();
+      try {
+        spawns.incrementAndGet();
+        ref = Entity.spawn(system, ledger, entityId);
+        next();
+      } catch (RuntimeException | Error e) {
+        failures.add(e);
+        done.complete(null);
+      }
     }
 
+    /** Sends the next two commands, and on their outcomes the next two or a re-spawn. */
     void next() {
       if (stop) {
         done.complete(null);
         return;
       }
-      long amount = ++attempt;
-      ref.ask(new FaultLedger.Add(amount), ASK_TIMEOUT)
+      long first = ++attempt;
+      long second = ++attempt;
+      CompletableFuture<Reply<Long, String>> a = ref.ask(new FaultLedger.Add(first), ASK_TIMEOUT).toCompletableFuture();
+      CompletableFuture<Reply<Long, String>> b = ref.ask(new FaultLedger.Add(second), ASK_TIMEOUT).toCompletableFuture();
+      CompletableFuture.allOf(a, b)
           .whenCompleteAsync(
-              (reply, error) -> {
-                if (error == null && reply instanceof Reply.Accepted<Long, String> accepted) {
-                  acknowledged.put(amount, accepted.value());
-                  if (restored) {
-                    acksAfterRestore.incrementAndGet();
-                  }
+              (both, error) -> {
+                boolean failed = settle(first, a) | settle(second, b);
+                if (!failed) {
                   next();
-                } else if (error == null) {
-                  failures.add(new AssertionError("unexpected reply " + reply));
-                  done.complete(null);
                 } else {
-                  failures.add(error instanceof CompletionException && error.getCause() != null ? error.getCause() : error);
                   // An entity that failed stops; its successor may be spawned once it has.
                   ref.whenStopped()
-                      .thenRun(() -> CompletableFuture.delayedExecutor(100, TimeUnit.MILLISECONDS).execute(this::spawn));
+                      .thenRun(() -> system.scheduler().scheduleOnce(RESPAWN_DELAY, this::spawn, system.executionContext()));
                 }
-              });
+              },
+              system.executionContext());
     }
 
-    void checkStored(Journal journal, Serialization serialization) throws Exception {
-      String entity = ledger.typeName() + "|" + entityId;
+    /** Records one ask's outcome; true if it failed. */
+    private boolean settle(long amount, CompletableFuture<Reply<Long, String>> ask) {
+      try {
+        Reply<Long, String> reply = ask.join();
+        if (reply instanceof Reply.Accepted<Long, String> accepted) {
+          acknowledged.put(amount, accepted.value());
+          if (restored) {
+            acksAfterRestore.incrementAndGet();
+          }
+          return false;
+        }
+        failures.add(new AssertionError("unexpected reply " + reply));
+      } catch (CompletionException e) {
+        failures.add(e.getCause() != null ? e.getCause() : e);
+      }
+      return true;
+    }
+
+    void checkStored(Journal journal, Serialization serialization, long end) throws Exception {
       List<PersistentRepr> events = new ArrayList<>();
-      journal
-          .replay(PersistenceId.of(ledger.typeName(), entityId), 1, Long.MAX_VALUE, Long.MAX_VALUE, events::add)
-          .toCompletableFuture()
-          .get(ASK_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
+      within(
+          journal.replay(PersistenceId.of(ledger.typeName(), entityId), 1, Long.MAX_VALUE, Long.MAX_VALUE, events::add),
+          end,
+          "the replay of " + this);
       List<Long> stored = new ArrayList<>();
       long total = 0;
-      for (PersistentRepr repr : events) {
-        assertThat(repr.sequenceNr()).as("contiguous sequenceNrs of [%s]", entity).isEqualTo(stored.size() + 1L);
+      for (int i = 0; i < events.size(); i++) {
+        PersistentRepr repr = events.get(i);
+        assertThat(repr.sequenceNr()).as("contiguous sequenceNrs of %s", this).isEqualTo(i + 1L);
         FaultLedger.Added added =
             (FaultLedger.Added) serialization.deserialize(repr.payload(), repr.serializerId(), repr.manifest()).get();
-        stored.add(added.amount());
-        total += added.amount();
-        Long replied = acknowledged.get(added.amount());
-        if (replied != null) {
+        // Each command's two events form one atomic write: parts 1 and 2 of the same attempt.
+        assertThat(added.part()).as("part of the write at sequenceNr %d of %s", repr.sequenceNr(), this).isEqualTo(i % 2 + 1);
+        if (added.part() == 2) {
+          assertThat(added.attempt()).as("attempt of the write ending at sequenceNr %d of %s", repr.sequenceNr(), this)
+              .isEqualTo(stored.get(stored.size() - 1));
+        } else {
+          stored.add(added.attempt());
+        }
+        total += added.attempt();
+        Long replied = acknowledged.get(added.attempt());
+        if (replied != null && added.part() == 2) {
           assertThat(replied)
-              .as("reply to attempt %d of [%s], against the total stored up to its event", added.amount(), entity)
+              .as("reply to attempt %d of %s, against the total stored up to its events", added.attempt(), this)
               .isEqualTo(total);
         }
       }
-      assertThat(stored).as("attempts stored for [%s]", entity).doesNotHaveDuplicates();
-      assertThat(stored).as("attempts stored for [%s]", entity).containsAll(acknowledged.keySet());
+      assertThat(events.size() % 2).as("events of %s, two per write", this).isZero();
+      assertThat(stored).as("attempts stored in the order sent, each once, for %s", this).isSorted().doesNotHaveDuplicates();
+      assertThat(stored).as("acknowledged attempts stored for %s", this).containsAll(acknowledged.keySet());
       EntityRef<FaultLedger.Command, Long, String> fresh = Entity.spawn(system, ledger, entityId);
-      Reply<Long, String> recovered =
-          fresh.ask(new FaultLedger.Get(), ASK_TIMEOUT).toCompletableFuture().get(ASK_TIMEOUT.toSeconds() + 5, TimeUnit.SECONDS);
-      assertThat(recovered).as("total recovered by a fresh [%s]", entity).isEqualTo(new Reply.Accepted<Long, String>(total));
-      fresh.stop().toCompletableFuture().get(ASK_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
+      Reply<Long, String> recovered = within(fresh.ask(new FaultLedger.Get(), ASK_TIMEOUT), end, "the recovery of a fresh " + this);
+      assertThat(recovered).as("total recovered by a fresh %s", this).isEqualTo(new Reply.Accepted<Long, String>(total));
+      within(fresh.stop(), end, "the stop of a fresh " + this);
+    }
+
+    @Override
+    public String toString() {
+      return "[" + ledger.typeName() + "|" + entityId + "]";
     }
   }
 
-  /** The check's entity: a running total of the amounts added. */
-  static final class FaultLedger implements EventSourced<FaultLedger.Command, FaultLedger.Event, Long, Long, String> {
+  /** The check's entity: a running total of the attempts added, each added twice. */
+  static final class FaultLedger implements EventSourced<FaultLedger.Command, FaultLedger.Added, Long, Long, String> {
 
     sealed interface Command {}
 
-    record Add(long amount) implements Command {}
+    record Add(long attempt) implements Command {}
 
     record Get() implements Command {}
 
-    sealed interface Event {}
-
-    record Added(long amount) implements Event, JsonSerializable {}
+    record Added(long attempt, int part) implements JsonSerializable {}
 
     @Override
     public String typeName() {
@@ -264,16 +318,18 @@ public final class EntityFaultCheck {
     }
 
     @Override
-    public CommandHandler<Command, Event, Long, Long, String> commandHandler() {
+    public CommandHandler<Command, Added, Long, Long, String> commandHandler() {
       return newCommandHandlerBuilder()
-          .onCommand(Add.class, (total, add) -> effect().persist(new Added(add.amount())).thenReply(t -> t))
+          .onCommand(
+              Add.class,
+              (total, add) -> effect().persist(List.of(new Added(add.attempt(), 1), new Added(add.attempt(), 2))).thenReply(t -> t))
           .onCommand(Get.class, (total, get) -> effect().reply(total))
           .build();
     }
 
     @Override
-    public EventHandler<Long, Event> eventHandler() {
-      return newEventHandlerBuilder().onEvent(Added.class, (total, added) -> total + added.amount()).build();
+    public EventHandler<Long, Added> eventHandler() {
+      return newEventHandlerBuilder().onEvent(Added.class, (total, added) -> total + added.attempt()).build();
     }
   }
 }
