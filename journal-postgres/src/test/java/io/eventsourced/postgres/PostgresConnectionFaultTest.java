@@ -16,7 +16,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Properties;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
@@ -39,16 +38,8 @@ class PostgresConnectionFaultTest {
   @BeforeAll
   static void start() throws Exception {
     PostgresTestSupport.requireServer();
-    Properties target = org.postgresql.Driver.parseURL(PostgresTestSupport.defaults().url(), null);
-    proxy = new TcpProxy(target.getProperty("PGHOST"), Integer.parseInt(target.getProperty("PGPORT")));
-    String url = "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/" + target.getProperty("PGDBNAME");
-    testKit =
-        PostgresTestSupport.testKit(
-            SCHEMA,
-            "eventsourced.postgres.url = \"" + url + "\"\n"
-                + "eventsourced.postgres.pool-size = 4\n"
-                + "eventsourced.postgres.connection-timeout = 500ms\n"
-                + "eventsourced.postgres.socket-timeout = 5s\n");
+    proxy = PostgresTestSupport.proxyToServer();
+    testKit = PostgresTestSupport.testKitThrough(proxy, SCHEMA);
   }
 
   @AfterAll

@@ -2,7 +2,6 @@ package io.eventsourced.postgres;
 
 import io.eventsourced.tck.EntityFaultCheck;
 import java.time.Duration;
-import java.util.Properties;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -23,16 +22,8 @@ class PostgresEntityFaultTest {
   @BeforeAll
   static void start() throws Exception {
     PostgresTestSupport.requireServer();
-    Properties target = org.postgresql.Driver.parseURL(PostgresTestSupport.defaults().url(), null);
-    proxy = new TcpProxy(target.getProperty("PGHOST"), Integer.parseInt(target.getProperty("PGPORT")));
-    String url = "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/" + target.getProperty("PGDBNAME");
-    testKit =
-        PostgresTestSupport.testKit(
-            SCHEMA,
-            "eventsourced.postgres.url = \"" + url + "\"\n"
-                + "eventsourced.postgres.pool-size = 4\n"
-                + "eventsourced.postgres.connection-timeout = 500ms\n"
-                + "eventsourced.postgres.socket-timeout = 5s\n");
+    proxy = PostgresTestSupport.proxyToServer();
+    testKit = PostgresTestSupport.testKitThrough(proxy, SCHEMA);
   }
 
   @AfterAll

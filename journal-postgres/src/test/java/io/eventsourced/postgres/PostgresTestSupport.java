@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import java.io.IOException;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
@@ -87,6 +88,27 @@ final class PostgresTestSupport {
                 + "eventsourced.snapshot-store.plugin = \"eventsourced.snapshot-store.postgres\"\n"
                 + "eventsourced.postgres.schema = \"" + schema + "\"\n"
                 + moreOverrides));
+  }
+
+  /** A proxy in front of the default server, for fault tests that cut the connection. */
+  static TcpProxy proxyToServer() throws IOException {
+    Properties target = org.postgresql.Driver.parseURL(defaults().url(), null);
+    return new TcpProxy(target.getProperty("PGHOST"), Integer.parseInt(target.getProperty("PGPORT")));
+  }
+
+  /**
+   * An actor system on the Postgres plugins in {@code schema}, connected through {@code proxy},
+   * with short timeouts so that a cut connection fails writes and reads quickly.
+   */
+  static ActorTestKit testKitThrough(TcpProxy proxy, String schema) {
+    Properties target = org.postgresql.Driver.parseURL(defaults().url(), null);
+    String url = "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/" + target.getProperty("PGDBNAME");
+    return testKit(
+        schema,
+        "eventsourced.postgres.url = \"" + url + "\"\n"
+            + "eventsourced.postgres.pool-size = 4\n"
+            + "eventsourced.postgres.connection-timeout = 500ms\n"
+            + "eventsourced.postgres.socket-timeout = 5s\n");
   }
 
   /** Runs one statement against the default server. */
