@@ -8,10 +8,12 @@ import io.eventsourced.journal.AtomicWrite;
 import io.eventsourced.journal.Journal;
 import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
+import io.eventsourced.tck.EntityFaultCheck;
 import java.nio.charset.StandardCharsets;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -188,5 +190,13 @@ class PostgresConnectionFaultTest {
         assertThat(w.acksAfterRestore.get()).as("%s continued after the restore", w.id).isPositive();
       }
     }
+  }
+
+  @Test
+  @DisplayName("through entities and their asks: tells every caller of a cut write, stores each acknowledged event once, and lets re-spawned entities recover what was stored and go on")
+  void cutAndRestoreUnderEntities() throws Exception {
+    EntityFaultCheck.Outcome outcome =
+        EntityFaultCheck.run(testKit.system(), proxy::cut, Duration.ofMillis(1500), proxy::restore);
+    LoggerFactory.getLogger(PostgresConnectionFaultTest.class).info("Entity fault run: {}", outcome);
   }
 }
