@@ -10,10 +10,12 @@ import io.eventsourced.journal.Journal;
 import io.eventsourced.journal.JournalException;
 import io.eventsourced.journal.PersistentRepr;
 import io.eventsourced.snapshot.SnapshotRecord;
+import io.eventsourced.tck.EntityFaultCheck;
 import io.nats.client.Connection;
 import io.nats.client.Nats;
 import io.nats.client.Options;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -136,6 +138,23 @@ class NatsJournalFaultTest {
           }
           assertThat(journal.highestSequenceNr(id).toCompletableFuture().get(30, TimeUnit.SECONDS)).isEqualTo(events.size());
         }
+      } finally {
+        testKit.shutdownTestKit();
+      }
+    }
+  }
+
+  @Test
+  @DisplayName("through entities and their asks: tells every caller of a lost write, stores each acknowledged event once, and lets re-spawned entities recover what was stored and go on")
+  void killAndRestartUnderEntities() throws Exception {
+    try (NatsServerProcess server = NatsServerProcess.start()) {
+      TestNats.Names names = TestNats.Names.fresh("ENTITYKILL");
+      ActorTestKit testKit =
+          ActorTestKit.create("NatsEntityKill", names.config(server.url(), FAST_FAILURE + "eventsourced.journal.nats.publish-retries = 1\n"));
+      try {
+        EntityFaultCheck.Outcome outcome =
+            EntityFaultCheck.run(testKit.system(), server::kill, Duration.ofSeconds(4), server::startProcess);
+        log.info("Entity fault run: {}", outcome);
       } finally {
         testKit.shutdownTestKit();
       }
