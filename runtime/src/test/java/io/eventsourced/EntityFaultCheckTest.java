@@ -6,6 +6,7 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import io.eventsourced.tck.EntityFaultCheck;
 import java.time.Duration;
+import java.util.function.Consumer;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -23,12 +24,12 @@ class EntityFaultCheckTest {
           .withFallback(ConfigFactory.load())
           .resolve();
 
-  @Test
-  @DisplayName("passes on a journal that fails every write and read while cut, some writes after storing them")
-  void passesOnAnHonestJournal() throws Exception {
-    ActorTestKit testKit = ActorTestKit.create("EntityFaultCheckHonest", CONFIG);
+  /** Runs the check on a fresh actor system whose cuttable journal is first set up as given. */
+  private static void check(String name, Consumer<CuttableJournal> setup) throws Exception {
+    ActorTestKit testKit = ActorTestKit.create(name, CONFIG);
     try {
       CuttableJournal journal = (CuttableJournal) Persistence.get(testKit.system()).journal();
+      setup.accept(journal);
       EntityFaultCheck.run(testKit.system(), journal::cut, Duration.ofMillis(300), journal::restore);
     } finally {
       testKit.shutdownTestKit();
@@ -36,32 +37,24 @@ class EntityFaultCheckTest {
   }
 
   @Test
+  @DisplayName("passes on a journal that fails every write and read while cut, some writes after storing them")
+  void passesOnAnHonestJournal() throws Exception {
+    check("EntityFaultCheckHonest", journal -> {});
+  }
+
+  @Test
   @DisplayName("fails on a journal that confirms some of the writes it did not store")
   void failsOnALyingJournal() {
-    ActorTestKit testKit = ActorTestKit.create("EntityFaultCheckLying", CONFIG);
-    try {
-      CuttableJournal journal = (CuttableJournal) Persistence.get(testKit.system()).journal();
-      journal.lie();
-      assertThatThrownBy(() -> EntityFaultCheck.run(testKit.system(), journal::cut, Duration.ofMillis(300), journal::restore))
-          .isInstanceOf(AssertionError.class)
-          .hasMessageContaining("acknowledged attempts stored for [tck-fault-ledger|");
-    } finally {
-      testKit.shutdownTestKit();
-    }
+    assertThatThrownBy(() -> check("EntityFaultCheckLying", CuttableJournal::lie))
+        .isInstanceOf(AssertionError.class)
+        .hasMessageContaining("acknowledged attempts stored for [tck-fault-ledger|");
   }
 
   @Test
   @DisplayName("fails on a journal that stores part of a write whose outcome it reports as unknown")
   void failsOnATearingJournal() {
-    ActorTestKit testKit = ActorTestKit.create("EntityFaultCheckTearing", CONFIG);
-    try {
-      CuttableJournal journal = (CuttableJournal) Persistence.get(testKit.system()).journal();
-      journal.tear();
-      assertThatThrownBy(() -> EntityFaultCheck.run(testKit.system(), journal::cut, Duration.ofMillis(300), journal::restore))
-          .isInstanceOf(AssertionError.class)
-          .hasMessageContaining("part of the write at sequenceNr");
-    } finally {
-      testKit.shutdownTestKit();
-    }
+    assertThatThrownBy(() -> check("EntityFaultCheckTearing", CuttableJournal::tear))
+        .isInstanceOf(AssertionError.class)
+        .hasMessageContaining("part of the write at sequenceNr");
   }
 }
