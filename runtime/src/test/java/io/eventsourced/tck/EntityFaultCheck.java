@@ -111,16 +111,24 @@ public final class EntityFaultCheck {
     for (int i = 0; i < ENTITIES; i++) {
       clients.add(new Client(system));
     }
-    clients.forEach(Client::spawn);
-    // Cut only once every entity has recovered and written: a cut during the first recoveries
-    // would test recovery alone.
-    awaitAll(clients, c -> !c.acknowledged.isEmpty(), FIRST_ACKS, end, "its first command acknowledged before the cut");
-    cut.run();
-    Thread.sleep(down.toMillis());
-    restore.run();
-    clients.forEach(c -> c.restored = true);
-    awaitAll(clients, c -> c.acksAfterRestore.get() >= ACKS_AFTER_RESTORE, CATCH_UP, end, ACKS_AFTER_RESTORE + " commands acknowledged after the restore");
-    clients.forEach(c -> c.stop = true);
+    try {
+      clients.forEach(Client::spawn);
+      // Cut only once every entity has recovered and written: a cut during the first recoveries
+      // would test recovery alone.
+      awaitAll(clients, c -> !c.acknowledged.isEmpty(), FIRST_ACKS, end, "its first command acknowledged before the cut");
+      cut.run();
+      try {
+        Thread.sleep(down.toMillis());
+      } finally {
+        // Also when interrupted: the next test on this store must not find it cut.
+        restore.run();
+      }
+      clients.forEach(c -> c.restored = true);
+      awaitAll(clients, c -> c.acksAfterRestore.get() >= ACKS_AFTER_RESTORE, CATCH_UP, end, ACKS_AFTER_RESTORE + " commands acknowledged after the restore");
+    } finally {
+      // Also when the check fails: callers must not go on writing into the next test.
+      clients.forEach(c -> c.stop = true);
+    }
     for (Client client : clients) {
       within(client.done, end, "the last commands of " + client);
       within(client.ref.stop(), end, "the stop of " + client);
@@ -146,15 +154,18 @@ public final class EntityFaultCheck {
 
   private static void awaitAll(List<Client> clients, Predicate<Client> done, Duration limit, long end, String what)
       throws InterruptedException {
-    long deadline = Math.min(end, System.nanoTime() + limit.toNanos());
+    long start = System.nanoTime();
+    long deadline = Math.min(end, start + limit.toNanos());
     while (!clients.stream().allMatch(done) && System.nanoTime() < deadline) {
       Thread.sleep(20);
     }
+    Duration waited = Duration.ofNanos(System.nanoTime() - start);
     for (Client client : clients) {
+      EntityRef<?, ?, ?> ref = client.ref;
       assertThat(done.test(client))
-          .as("%s had %s within %s (spawned %d times, its entity %s; its failures: %s)",
-              client, what, limit, client.spawns.get(),
-              client.ref.whenStopped().toCompletableFuture().isDone() ? "stopped" : "not stopped",
+          .as("%s had %s within %s ms (spawned %d times, its entity %s; its failures: %s)",
+              client, what, waited.toMillis(), client.spawns.get(),
+              ref == null ? "never started" : ref.whenStopped().toCompletableFuture().isDone() ? "stopped" : "not stopped",
               client.failures)
           .isTrue();
     }
