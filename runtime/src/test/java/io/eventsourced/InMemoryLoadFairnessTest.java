@@ -10,6 +10,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
@@ -22,8 +23,15 @@ import org.junit.jupiter.api.Test;
 @DisplayName("The in-memory journal under a load that never waits")
 class InMemoryLoadFairnessTest {
 
+  /** Starts 20 callers, each sending its next command from the previous reply's continuation. */
+  static void startLoad(ActorSystem<?> system, AtomicBoolean stop, AtomicLong accepted) {
+    for (int i = 0; i < 20; i++) {
+      loop(Entity.spawn(system, new Hits(), UUID.randomUUID().toString()), stop, accepted);
+    }
+  }
+
   /** Sends the next command from the previous reply's continuation, as long as they are accepted. */
-  static void loop(EntityRef<Hits.Command, Long, String> ref, AtomicBoolean stop, AtomicLong accepted) {
+  private static void loop(EntityRef<Hits.Command, Long, String> ref, AtomicBoolean stop, AtomicLong accepted) {
     if (!stop.get()) {
       ref.ask(new Hits.Hit())
           .whenCompleteAsync(
@@ -47,9 +55,7 @@ class InMemoryLoadFairnessTest {
     AtomicBoolean stop = new AtomicBoolean();
     AtomicLong accepted = new AtomicLong();
     try {
-      for (int i = 0; i < 20; i++) {
-        loop(Entity.spawn(testKit.system(), new Hits(), UUID.randomUUID().toString()), stop, accepted);
-      }
+      startLoad(testKit.system(), stop, accepted);
       Thread.sleep(300);
       for (int i = 0; i < 3; i++) {
         long before = accepted.get();

@@ -41,6 +41,8 @@ class NatsJournalFaultTest {
   private static final String FAST_FAILURE =
       "eventsourced.nats.connection { request-timeout = 1s, connect-timeout = 2s, reconnect-wait = 100ms }\n"
           + "eventsourced.journal.nats.retry-backoff = 200ms\n";
+  /** For the kill tests: one republish, so a write lost in the kill fails before the restart. */
+  private static final String KILL = FAST_FAILURE + "eventsourced.journal.nats.publish-retries = 1\n";
 
   @Test
   @DisplayName("keeps every acknowledged event exactly once when the server is killed mid-run and restarted")
@@ -48,7 +50,7 @@ class NatsJournalFaultTest {
     try (NatsServerProcess server = NatsServerProcess.start()) {
       TestNats.Names names = TestNats.Names.fresh("KILL");
       ActorTestKit testKit =
-          ActorTestKit.create("NatsKill", names.config(server.url(), FAST_FAILURE + "eventsourced.journal.nats.publish-retries = 1\n"));
+          ActorTestKit.create("NatsKill", names.config(server.url(), KILL));
       try {
         Journal journal = Persistence.get(testKit.system()).journal("eventsourced.journal.nats");
         int writers = 16;
@@ -150,7 +152,7 @@ class NatsJournalFaultTest {
     try (NatsServerProcess server = NatsServerProcess.start()) {
       TestNats.Names names = TestNats.Names.fresh("ENTITYKILL");
       ActorTestKit testKit =
-          ActorTestKit.create("NatsEntityKill", names.config(server.url(), FAST_FAILURE + "eventsourced.journal.nats.publish-retries = 1\n"));
+          ActorTestKit.create("NatsEntityKill", names.config(server.url(), KILL));
       try {
         EntityFaultCheck.Outcome outcome =
             EntityFaultCheck.run(testKit.system(), server::kill, Duration.ofSeconds(4), server::startProcess);

@@ -90,9 +90,14 @@ final class PostgresTestSupport {
                 + moreOverrides));
   }
 
+  /** Host, port and database of the default server, as pgjdbc reads its URL. */
+  private static Properties defaultTarget() {
+    return org.postgresql.Driver.parseURL(defaults().url(), null);
+  }
+
   /** A proxy in front of the default server, for fault tests that cut the connection. */
   static TcpProxy proxyToServer() throws IOException {
-    Properties target = org.postgresql.Driver.parseURL(defaults().url(), null);
+    Properties target = defaultTarget();
     return new TcpProxy(target.getProperty("PGHOST"), Integer.parseInt(target.getProperty("PGPORT")));
   }
 
@@ -101,8 +106,7 @@ final class PostgresTestSupport {
    * with short timeouts so that a cut connection fails writes and reads quickly.
    */
   static ActorTestKit testKitThrough(TcpProxy proxy, String schema) {
-    Properties target = org.postgresql.Driver.parseURL(defaults().url(), null);
-    String url = "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/" + target.getProperty("PGDBNAME");
+    String url = "jdbc:postgresql://127.0.0.1:" + proxy.port() + "/" + defaultTarget().getProperty("PGDBNAME");
     return testKit(
         schema,
         "eventsourced.postgres.url = \"" + url + "\"\n"

@@ -71,6 +71,7 @@ public final class EntityFaultCheck {
   private static final Duration RESPAWN_DELAY = Duration.ofMillis(100);
   private static final int ENTITIES = 20;
   private static final int ACKS_AFTER_RESTORE = 3;
+  private static final FaultLedger LEDGER = new FaultLedger();
 
   private EntityFaultCheck() {}
 
@@ -192,7 +193,6 @@ public final class EntityFaultCheck {
    */
   private static final class Client {
     final ActorSystem<?> system;
-    final FaultLedger ledger = new FaultLedger();
     final String entityId = UUID.randomUUID().toString();
     /** Acknowledged attempt → the total the entity replied with. */
     final Map<Long, Long> acknowledged = new ConcurrentHashMap<>();
@@ -212,7 +212,7 @@ public final class EntityFaultCheck {
     void spawn() {
       try {
         spawns.incrementAndGet();
-        ref = Entity.spawn(system, ledger, entityId);
+        ref = Entity.spawn(system, LEDGER, entityId);
         next();
       } catch (RuntimeException | Error e) {
         failures.add(e);
@@ -266,7 +266,7 @@ public final class EntityFaultCheck {
     void checkStored(Journal journal, Serialization serialization, long end) throws Exception {
       List<PersistentRepr> events = new ArrayList<>();
       within(
-          journal.replay(PersistenceId.of(ledger.typeName(), entityId), 1, Long.MAX_VALUE, Long.MAX_VALUE, events::add),
+          journal.replay(PersistenceId.of(LEDGER.typeName(), entityId), 1, Long.MAX_VALUE, Long.MAX_VALUE, events::add),
           end,
           "the replay of " + this);
       List<Long> stored = new ArrayList<>();
@@ -295,7 +295,7 @@ public final class EntityFaultCheck {
       assertThat(events.size() % 2).as("events of %s, two per write", this).isZero();
       assertThat(stored).as("attempts stored in the order sent, each once, for %s", this).isSorted().doesNotHaveDuplicates();
       assertThat(stored).as("acknowledged attempts stored for %s", this).containsAll(acknowledged.keySet());
-      EntityRef<FaultLedger.Command, Long, String> fresh = Entity.spawn(system, ledger, entityId);
+      EntityRef<FaultLedger.Command, Long, String> fresh = Entity.spawn(system, LEDGER, entityId);
       Reply<Long, String> recovered = within(fresh.ask(new FaultLedger.Get(), ASK_TIMEOUT), end, "the recovery of a fresh " + this);
       assertThat(recovered).as("total recovered by a fresh %s", this).isEqualTo(new Reply.Accepted<Long, String>(total));
       within(fresh.stop(), end, "the stop of a fresh " + this);
@@ -303,7 +303,7 @@ public final class EntityFaultCheck {
 
     @Override
     public String toString() {
-      return "[" + ledger.typeName() + "|" + entityId + "]";
+      return "[" + LEDGER.typeName() + "|" + entityId + "]";
     }
   }
 
